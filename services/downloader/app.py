@@ -1,0 +1,58 @@
+"""The downloader daemon: wiring of store, receiver and consumer loop, and its entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry
+
+from streamsend import __version__
+from streamsend.downloader.kafka import ConsumeLoop
+from streamsend.downloader.pipeline import Receiver
+from streamsend.downloader.settings import DownloaderSettings
+from streamsend.downloader.store import Store
+from streamsend.shared import lifecycle, logs
+from streamsend.shared.kafka import Admin
+from streamsend.shared.metrics import DownloaderMetrics
+from streamsend.shared.retry import Outage
+from streamsend.shared.settings import SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        settings = load_settings(DownloaderSettings, argv, "streamsend downloader")
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"streamsend downloader: {line}", file=sys.stderr)
+        return lifecycle.EXIT_SETTINGS
+    logs.configure(settings.log_level, settings.log_format)
+    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace)
+
+
+async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+    log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
+    metrics = DownloaderMetrics(registry if registry is not None else CollectorRegistry())
+    outage = Outage("Kafka", on_change=metrics.outage_changed)
+    store = Store(settings.output_dir, max_open_files=settings.max_open_files, fsync=settings.fsync)
+    await store.open()
+    try:
+        async with Admin(settings, "downloader", outage) as admin:
+            # Create the topic as the uploader would, rather than let a subscribe create it with defaults.
+            await admin.ensure_topic(settings.topic, settings.topic_partitions)
+        receiver = Receiver(
+            store,
+            metrics,
+            stale_after_s=settings.stale_after,
+            min_free_bytes=settings.min_free_space,
+        )
+        metrics.kafka_up.set(1)
+        await ConsumeLoop(settings, receiver, store, metrics, outage).run(stop)
+    finally:
+        await store.close()
+    log.info("Downloader stopped")

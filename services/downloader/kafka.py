@@ -1,0 +1,223 @@
+"""The downloader's consumer loop: fetch, hand each partition's records to the receiver, commit.
+
+Offsets are committed only up to the receiver's watermark. On a rebalance the revoked partitions are
+committed, then their unfinished uploads dropped: their new owner rebuilds them from the first chunk.
+When the output filesystem fills up, every partition is paused at the record that did not fit, and
+consumption resumes by itself once space returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiokafka.errors as kafka_errors
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.settings import DownloaderSettings
+from streamsend.downloader.store import Store
+from streamsend.shared import logs
+from streamsend.shared.kafka import client_options, is_transient, stop_client
+from streamsend.shared.metrics import DownloaderMetrics
+from streamsend.shared.retry import Outage, probe_forever, retry_forever
+
+log = logging.getLogger(__name__)
+
+SPACE_CHECK_S = 2.0
+PROBE_EVERY_S = 5.0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: ConsumeLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        await self._loop.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        await self._loop.assigned(assigned)
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        settings: DownloaderSettings,
+        receiver: Receiver,
+        store: Store,
+        metrics: DownloaderMetrics,
+        outage: Outage,
+    ) -> None:
+        self._settings = settings
+        self._receiver = receiver
+        self._store = store
+        self._metrics = metrics
+        self._outage = outage
+        self._consumer: Any = None
+        self._lock = asyncio.Lock()  # batch handling and rebalance callbacks take turns
+        self._committed: dict[Any, int] = {}
+        self._next: dict[Any, int] = {}
+        self._waiting: NeedSpace | None = None
+
+    def _new_consumer(self) -> Any:
+        s = self._settings
+        return AIOKafkaConsumer(
+            **client_options(s, "downloader"),
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+            fetch_max_bytes=int(s.max_fetch_bytes),
+            max_partition_fetch_bytes=int(s.max_fetch_bytes),
+        )
+
+    async def _start(self) -> Any:
+        consumer = self._new_consumer()
+        try:
+            await consumer.start()
+        except BaseException:
+            await stop_client(consumer, self._settings.request_timeout)
+            raise
+        return consumer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._consumer = await retry_forever(
+            self._start, outage=self._outage, is_transient=is_transient, backoff_max_s=self._settings.retry_backoff_max
+        )
+        consumer = self._consumer
+        consumer.subscribe([self._settings.topic], listener=_Rebalance(self))
+        log.info("Joined consumer group %s on topic %s", self._settings.group_id, self._settings.topic)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    probe_forever(
+                        consumer.topics,
+                        outage=self._outage,
+                        interval_s=PROBE_EVERY_S,
+                        timeout_s=self._settings.request_timeout,
+                        stop=stop,
+                    )
+                )
+                await self._fetch_loop(stop)
+        finally:
+            async with self._lock:
+                await self._commit(None)
+                await self._receiver.release(list({tp.partition for tp in consumer.assignment()}), "shutting down")
+            await stop_client(consumer, self._settings.request_timeout)
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        consumer = self._consumer
+        while not stop.is_set():
+            if self._waiting is not None:
+                await self._wait_for_space(stop)
+                continue
+            batch = await consumer.getmany(timeout_ms=1000)
+            async with self._lock:
+                if batch:
+                    await self._handle(batch)
+                if self._waiting is None:
+                    await self._receiver.sweep()
+                await self._commit(None)
+            self._report_lag()
+
+    async def _handle(self, batch: dict[Any, list[Any]]) -> None:
+        async with asyncio.TaskGroup() as group:
+            tasks = {tp: group.create_task(self._partition(tp, records)) for tp, records in batch.items()}
+        for tp, task in tasks.items():
+            halted = task.result()
+            if halted is None:
+                continue
+            offset, reason = halted
+            if isinstance(reason, Rewind):
+                log.warning("%s", reason)
+                self._consumer.seek(tp, reason.offset)
+            else:
+                self._consumer.seek(tp, offset)
+                self._pause(reason)
+
+    async def _partition(self, tp: Any, records: list[Any]) -> tuple[int, NeedSpace | Rewind] | None:
+        logs.set_worker(f"stms-dnl-{tp.partition}")
+        for record in records:
+            try:
+                await self._receiver.handle(
+                    Record(tp.topic, tp.partition, record.offset, record.key, record.value, record.headers)
+                )
+            except (NeedSpace, Rewind) as halt:
+                return record.offset, halt
+            self._next[tp] = record.offset + 1
+        return None
+
+    def _pause(self, need: NeedSpace) -> None:
+        if self._waiting is None:
+            log.warning("Downloading paused: %s", need)
+            self._metrics.paused.set(1)
+        self._waiting = need
+        self._consumer.pause(*self._consumer.assignment())
+
+    async def _wait_for_space(self, stop: asyncio.Event) -> None:
+        """Keep polling (so the group keeps us) with every partition paused, until the chunk fits."""
+        await self._consumer.getmany(timeout_ms=int(SPACE_CHECK_S * 1000))
+        need = self._waiting
+        if need is None or stop.is_set():
+            return
+        available = self._store.space().available
+        if available >= need.required:
+            log.info("Downloading resumed: %d bytes available", available)
+            self._waiting = None
+            self._metrics.paused.set(0)
+            self._receiver.touch()
+            self._consumer.resume(*self._consumer.assignment())
+
+    async def _commit(self, partitions: set[Any] | None) -> None:
+        consumer = self._consumer
+        offsets = {}
+        for tp in partitions if partitions is not None else consumer.assignment():
+            offset = self._receiver.committable(tp.partition)
+            if offset is not None and offset != self._committed.get(tp):
+                offsets[tp] = offset
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(offsets), self._settings.request_timeout)
+        except (kafka_errors.CommitFailedError, kafka_errors.IllegalStateError):
+            log.info("Offsets not committed: the group is rebalancing (the next owner reads them again)")
+        except (kafka_errors.KafkaError, OSError) as exc:
+            if not is_transient(exc):
+                raise
+            self._outage.failed(exc)
+        else:
+            self._committed.update(offsets)
+            self._outage.succeeded()
+
+    def _report_lag(self) -> None:
+        for tp, position in self._next.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                self._metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    async def revoked(self, revoked: set[Any]) -> None:
+        if not revoked:
+            return
+        async with self._lock:
+            await self._commit(revoked)
+            await self._receiver.release([tp.partition for tp in revoked], "partition revoked")
+            for tp in revoked:
+                self._committed.pop(tp, None)
+                self._next.pop(tp, None)
+                try:
+                    self._metrics.consumer_lag.remove(str(tp.partition))
+                except KeyError:
+                    pass
+        log.info("Partitions revoked: %s", _names(revoked))
+
+    async def assigned(self, assigned: set[Any]) -> None:
+        log.info("Partitions assigned: %s", _names(assigned) or "none")
+        if self._waiting is not None and assigned:
+            self._consumer.pause(*assigned)
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(str(tp.partition) for tp in sorted(partitions, key=lambda tp: tp.partition))

@@ -1,0 +1,316 @@
+"""Records in, verified files out: validation, assembly, hashing, publication, and the commit watermark.
+
+Each record is validated before anything touches the disk. Chunks go straight to a staging file; the
+whole-file sha256 and md5 advance as the chunks come in order. The final chunk carries the expected
+digests: a match is published atomically at ``<output_dir>/<uploader>/<path>``, a mismatch is quarantined.
+Records of one partition are handled one after another; partitions run side by side.
+
+Logs follow the shape users know::
+
+    video.avi (00001/00096):    first chunk, downloaded: 1044480 bytes
+    video.avi (00096/00096):    final chunk, downloaded: 100000000 bytes, sha256 … verified
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from streamsend.downloader.assembly import Assembly, ConflictError
+from streamsend.downloader.offsets import PartitionWatermark
+from streamsend.downloader.store import PublishError, Staging, Store
+from streamsend.shared.metrics import DownloaderMetrics
+from streamsend.shared.protocol import ChunkHeader, ProtocolError, decode
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+REMEMBER_FINISHED = 100_000  # upload ids whose late duplicates are recognised and ignored
+REMEMBER_DROPPED = 10_000  # stale uploads that can still be rebuilt if their uploader comes back
+REJECT_LOG_BURST = 20  # rejected records logged one by one per reason and minute; the rest are summed up
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The parts of a Kafka record the pipeline reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class NeedSpace(Exception):
+    """The output filesystem cannot take the next chunk; the record was not consumed."""
+
+    def __init__(self, available: int, required: int, path: str) -> None:
+        super().__init__(f"{available} bytes available, {required} required for {path}")
+        self.available = available
+        self.required = required
+        self.path = path
+
+
+class Rewind(Exception):
+    """Chunks of an upload dropped as stale came back: its partition must be read again from ``offset``."""
+
+    def __init__(self, partition: int, offset: int, path: str) -> None:
+        super().__init__(f"{path}: more chunks arrived after it was dropped; reading partition {partition} again")
+        self.partition = partition
+        self.offset = offset
+
+
+class _Build:
+    """An upload being rebuilt: bookkeeping, staging file, running hashes."""
+
+    def __init__(self, assembly: Assembly, staging: Staging, partition: int, now: float) -> None:
+        self.assembly = assembly
+        self.staging = staging
+        self.partition = partition
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.last_seen = now
+        self.reported = now
+
+    def fold(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.md5.update(data)
+
+
+class _RejectLog:
+    """Every rejected record is counted; the log gets a burst per reason and minute, then a summary."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._window: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, record: Record, reason: str, message: str) -> None:
+        now = self._clock()
+        start, count = self._window.get(reason, (now, 0))
+        if now - start >= 60:
+            if count > REJECT_LOG_BURST:
+                log.warning("... %d more records skipped as %s in the last minute", count - REJECT_LOG_BURST, reason)
+            start, count = now, 0
+        count += 1
+        self._window[reason] = (start, count)
+        if count <= REJECT_LOG_BURST:
+            log.warning(
+                "Skipped record %s-%d@%d (%s): %s", record.topic, record.partition, record.offset, reason, message
+            )
+
+
+class Receiver:
+    def __init__(
+        self,
+        store: Store,
+        metrics: DownloaderMetrics,
+        *,
+        stale_after_s: float,
+        min_free_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._stale_after_s = stale_after_s
+        self._min_free_bytes = min_free_bytes
+        self._clock = clock
+        self._builds: dict[str, _Build] = {}
+        self._by_path: dict[tuple[int, str, str], str] = {}
+        self._marks: dict[int, PartitionWatermark] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._dropped: OrderedDict[str, tuple[int, int]] = OrderedDict()  # stale: upload id -> partition, offset
+        self._reject_log = _RejectLog(clock)
+
+    def committable(self, partition: int) -> int | None:
+        mark = self._marks.get(partition)
+        return None if mark is None else mark.committable()
+
+    @property
+    def open_files(self) -> int:
+        return len(self._builds)
+
+    async def handle(self, record: Record) -> None:
+        """Deal with one record; NeedSpace and Rewind leave it unconsumed, to be offered again."""
+        mark = self._marks.setdefault(record.partition, PartitionWatermark())
+        try:
+            header = decode(record.headers, record.value)
+        except ProtocolError as exc:
+            self._reject(record, exc.reason, str(exc))
+        else:
+            assert record.value is not None  # decode refuses a record without a value
+            await self._chunk(record, header, record.value, mark)
+        mark.handled(record.offset)
+
+    async def _chunk(self, record: Record, header: ChunkHeader, value: bytes, mark: PartitionWatermark) -> None:
+        if header.upload_id in self._finished:
+            self._metrics.chunks_duplicate.inc()
+            return
+        dropped = self._dropped.pop(header.upload_id, None)
+        if dropped is not None and dropped[0] == record.partition and record.offset > dropped[1]:
+            # Its uploader was only cut off for longer than stale_after: rebuild it from its first chunk.
+            raise Rewind(record.partition, dropped[1], header.path)
+        build = self._builds.get(header.upload_id)
+        if build is None:
+            capacity = self._store.space().capacity
+            if header.file_size > capacity:
+                self._reject(record, "too_large", f"file of {header.file_size} bytes exceeds the output filesystem")
+                return
+            self._check_space(len(value), header)
+            build = await self._start(header, record, mark)
+        elif build.partition != record.partition:
+            self._reject(record, "conflict", f"upload {header.upload_id} seen on partition {build.partition}")
+            return
+        else:
+            try:
+                build.assembly.check(header)
+            except ConflictError as exc:
+                self._reject(record, "conflict", str(exc))
+                return
+            if build.assembly.has(header.index):
+                self._metrics.chunks_duplicate.inc()
+                build.last_seen = self._clock()
+                return
+            self._check_space(len(value), header)
+        await self._write(build, header, value)
+        if build.assembly.complete:
+            await self._finish(build)
+
+    async def _write(self, build: _Build, header: ChunkHeader, value: bytes) -> None:
+        assembly = build.assembly
+        in_turn = header.index == assembly.hashed
+        await self._store.write(build.staging, header.offset, value, build.fold if in_turn else None)
+        assembly.add(header)
+        if in_turn:
+            assembly.mark_hashed(header.index)
+        for index in assembly.hashable():
+            offset, length = assembly.span(index)
+            await self._store.read(build.staging, offset, length, build.fold)
+            assembly.mark_hashed(index)
+        build.last_seen = self._clock()
+        self._metrics.chunks_received.inc()
+        self._metrics.bytes_received.inc(len(value))
+        self._progress(build, header)
+
+    def _progress(self, build: _Build, header: ChunkHeader) -> None:
+        assembly = build.assembly
+        count = assembly.file.count
+        width = max(5, len(str(count)))
+        where = f"{header.path} ({header.index + 1:0{width}d}/{count:0{width}d}):   "
+        if header.index == 0:
+            log.info("%s first chunk, downloaded: %d bytes", where, assembly.received_bytes)
+        elif assembly.received_count < count and build.last_seen - build.reported >= PROGRESS_EVERY_S:
+            share = 100 * assembly.received_bytes // max(1, assembly.file.file_size)
+            log.info("%s downloaded: %d bytes, %d%%", where, assembly.received_bytes, share)
+        else:
+            log.debug("%s downloaded: %d bytes", where, assembly.received_bytes)
+            return
+        build.reported = build.last_seen
+
+    def _check_space(self, size: int, header: ChunkHeader) -> None:
+        available = self._store.space().available
+        if available - size < self._min_free_bytes:
+            raise NeedSpace(available, size + self._min_free_bytes, header.path)
+
+    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> _Build:
+        key = (record.partition, header.uploader, header.path)
+        older = self._by_path.get(key)
+        if older is not None and older in self._builds:
+            superseded = self._builds[older]
+            await self._drop(superseded, "superseded by a newer upload of the same file", "superseded")
+            self._remember_finished(older)
+        staging = await self._store.create(header.upload_id)
+        build = _Build(Assembly(header, record.offset), staging, record.partition, self._clock())
+        self._builds[header.upload_id] = build
+        self._by_path[key] = header.upload_id
+        mark.open(header.upload_id, record.offset)
+        self._metrics.open_assemblies.set(len(self._builds))
+        return build
+
+    async def _finish(self, build: _Build) -> None:
+        assembly, file = build.assembly, build.assembly.file
+        expected = assembly.digest
+        assert expected is not None  # complete implies the final chunk arrived
+        sha256, md5 = build.sha256.hexdigest(), build.md5.hexdigest()
+        count = file.count
+        width = max(5, len(str(count)))
+        where = f"{file.path} ({count:0{width}d}/{count:0{width}d}):   "
+        parts = file.path.split("/")
+        try:
+            if (sha256, md5) != (expected.sha256, expected.md5):
+                raise _Mismatch(f"sha256 {sha256} (md5 {md5}) where {expected.sha256} (md5 {expected.md5}) was sent")
+            await self._store.publish(build.staging, self._store.target(file.uploader, parts), file.mtime_ns)
+        except (_Mismatch, PublishError) as exc:
+            kept = await self._store.quarantine(build.staging, file.uploader, parts, file.upload_id)
+            log.error("%s final chunk, verification failed: %s; kept aside as %s", where, exc, kept)
+            self._metrics.files_quarantined.inc()
+            self._metrics.files_failed.labels("checksum" if isinstance(exc, _Mismatch) else "conflict").inc()
+        else:
+            log.info(
+                "%s final chunk, downloaded: %d bytes, sha256 %s md5 %s verified", where, file.file_size, sha256, md5
+            )
+            self._metrics.files_verified.inc()
+            self._metrics.file_done()
+        self._forget(build)
+        self._remember_finished(file.upload_id)
+
+    async def _drop(self, build: _Build, why: str, reason: str, level: int = logging.WARNING) -> None:
+        file = build.assembly.file
+        log.log(
+            level,
+            "%s: upload %s dropped after %d of %d chunks: %s",
+            file.path, file.upload_id, build.assembly.received_count, file.count, why,
+        )  # fmt: skip
+        await self._store.discard(build.staging)
+        self._metrics.files_failed.labels(reason).inc()
+        self._forget(build)
+
+    def _forget(self, build: _Build) -> None:
+        file = build.assembly.file
+        del self._builds[file.upload_id]
+        key = (build.partition, file.uploader, file.path)
+        if self._by_path.get(key) == file.upload_id:
+            del self._by_path[key]
+        mark = self._marks.get(build.partition)
+        if mark is not None:
+            mark.close(file.upload_id)
+        self._metrics.open_assemblies.set(len(self._builds))
+
+    def _remember_finished(self, upload_id: str) -> None:
+        self._finished[upload_id] = None
+        while len(self._finished) > REMEMBER_FINISHED:
+            self._finished.popitem(last=False)
+
+    def _reject(self, record: Record, reason: str, message: str) -> None:
+        self._metrics.records_rejected.labels(reason).inc()
+        self._reject_log(record, reason, message)
+
+    async def sweep(self) -> None:
+        """Drop uploads that went quiet: their uploader gave up on them, and they hold back commits."""
+        now = self._clock()
+        for build in [b for b in self._builds.values() if now - b.last_seen > self._stale_after_s]:
+            await self._drop(build, f"no chunk for {self._stale_after_s:.0f} s", "stale")
+            self._dropped[build.assembly.file.upload_id] = (build.partition, build.assembly.first_offset)
+            while len(self._dropped) > REMEMBER_DROPPED:
+                self._dropped.popitem(last=False)
+
+    def touch(self) -> None:
+        """Restart every upload's quiet timer (after a pause that was ours, not the uploader's)."""
+        now = self._clock()
+        for build in self._builds.values():
+            build.last_seen = now
+
+    async def release(self, partitions: Sequence[int], why: str) -> None:
+        """Forget partitions (revoked, or shutting down): their unfinished uploads are dropped cleanly."""
+        for build in [b for b in self._builds.values() if b.partition in partitions]:
+            await self._drop(build, why, "released", logging.INFO)
+        for partition in partitions:
+            self._marks.pop(partition, None)
+
+
+class _Mismatch(Exception):
+    pass

@@ -1,0 +1,43 @@
+"""The downloader's settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ByteSize, Field, field_validator, model_validator
+
+from streamsend.shared.settings import CommonSettings
+
+
+class DownloaderSettings(CommonSettings):
+    """Rebuild files from a Kafka topic, verify them, and publish them into a mirrored tree."""
+
+    output_dir: Path = Field(description="root of the mirrored tree: <output_dir>/<uploader>/<path>")
+    group_id: str = Field("streamsend-downloader", min_length=1, description="Kafka consumer group")
+    max_open_files: int = Field(64, ge=1, le=65536, description="staging files kept open at once")
+    session_timeout: float = Field(10.0, gt=0, description="seconds without heartbeat before the group moves on")
+    heartbeat_interval: float = Field(3.0, gt=0, description="seconds between heartbeats to the group")
+    stale_after: float = Field(3600.0, gt=0, description="seconds without a chunk before an upload is dropped")
+    min_free_space: ByteSize = Field(
+        ByteSize(64 * 1024 * 1024), ge=0, description="bytes kept free on the output filesystem"
+    )
+    max_fetch_bytes: ByteSize = Field(
+        ByteSize(16 * 1024 * 1024), ge=1024 * 1024, description="bytes fetched from Kafka at once"
+    )
+    fsync: bool = Field(True, description="make each file durable before committing its offsets")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _writable_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"not a directory: {value}")
+        if not os.access(value, os.R_OK | os.W_OK | os.X_OK):
+            raise ValueError(f"directory not writable: {value}")
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> DownloaderSettings:
+        if self.heartbeat_interval >= self.session_timeout:
+            raise ValueError("heartbeat_interval must be shorter than session_timeout")
+        return self

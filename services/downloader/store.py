@@ -1,0 +1,252 @@
+"""The output tree on disk: staging files, verified atomic publication, quarantine, free space.
+
+Layout under ``output_dir``::
+
+    <uploader>/<relative path>              published files, only ever by rename
+    .streamsend/staging/<instance>/<id>     files being assembled by one running downloader
+    .streamsend/quarantine/<uploader>/...   files that failed verification, kept for inspection
+
+Staging lives on the same filesystem as the targets, so publication is one atomic rename. Each running
+downloader holds a lock on its own staging folder; folders whose lock is free belong to a process that
+died, and are removed at start. Chunk writes are positional (``pwrite``), so out-of-order chunks land in
+place; aiofiles has no positional I/O, and a seek-then-write pair would race with the read-back of such
+chunks, so these few calls go through ``asyncio.to_thread`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import stat
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles.os
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".streamsend"
+
+
+class PublishError(Exception):
+    """The verified file cannot take its place (a file where a folder should be, or the reverse)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    available: int
+    capacity: int
+
+
+class Staging:
+    """One file being assembled; its descriptor is opened on demand and may be closed when idle."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.pins = 0
+
+
+class DescriptorCache:
+    """At most ``limit`` staging files open at once; the least recently used idle one closes first."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: OrderedDict[Path, Staging] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def use(self, staging: Staging) -> AsyncIterator[int]:
+        staging.pins += 1
+        try:
+            if staging.fd is None:
+                self._evict()
+                staging.fd = await asyncio.to_thread(os.open, staging.path, os.O_RDWR | os.O_CLOEXEC)
+            self._open[staging.path] = staging
+            self._open.move_to_end(staging.path)
+            yield staging.fd
+        finally:
+            staging.pins -= 1
+
+    def _evict(self) -> None:
+        while len(self._open) >= self._limit:
+            idle = next((s for s in self._open.values() if s.pins == 0), None)
+            if idle is None:
+                return  # all busy: go over the limit rather than wait
+            self.close(idle)
+
+    def close(self, staging: Staging) -> None:
+        self._open.pop(staging.path, None)
+        if staging.fd is not None:
+            os.close(staging.fd)
+            staging.fd = None
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            raise OSError(f"staging file ends at byte {offset + len(data)}")
+        data += more
+    return data
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    def __init__(self, output_dir: Path, *, max_open_files: int, fsync: bool) -> None:
+        self.root = output_dir.resolve()
+        self.work = self.root / WORK_DIR
+        self.staging_root = self.work / "staging"
+        self.quarantine_root = self.work / "quarantine"
+        self.staging_dir = self.staging_root / uuid.uuid4().hex[:12]
+        self._fsync = fsync
+        self._descriptors = DescriptorCache(max_open_files)
+        self._lock_fd: int | None = None
+
+    async def open(self) -> None:
+        """Claim a staging folder of our own and clear those left by processes that died."""
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.staging_dir / ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        removed = 0
+        for folder in self.staging_root.iterdir():
+            if folder == self.staging_dir or not folder.is_dir() or folder.is_symlink():
+                continue
+            if _lock_is_free(folder / ".lock"):
+                removed += sum(1 for entry in folder.iterdir() if entry.name != ".lock")
+                shutil.rmtree(folder, ignore_errors=True)
+        if removed:
+            log.info("Removed %d stale staging files left by an earlier run", removed)
+
+    async def close(self) -> None:
+        """Remove our staging folder (whatever is in it is abandoned) and release its lock."""
+        await asyncio.to_thread(shutil.rmtree, self.staging_dir, True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def space(self) -> Space:
+        st = os.statvfs(self.root)
+        return Space(available=st.f_bavail * st.f_frsize, capacity=st.f_blocks * st.f_frsize)
+
+    async def create(self, upload_id: str) -> Staging:
+        path = self.staging_dir / upload_id
+        fd = await asyncio.to_thread(os.open, path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o666)
+        os.close(fd)
+        return Staging(path)
+
+    async def write(self, staging: Staging, offset: int, data: bytes, fold: Callable[[bytes], None] | None) -> None:
+        """Write a chunk in place; ``fold`` (hashing) runs in the same worker thread when given."""
+
+        def work(fd: int) -> None:
+            _pwrite_all(fd, data, offset)
+            if fold is not None:
+                fold(data)
+
+        async with self._descriptors.use(staging) as fd:
+            await asyncio.to_thread(work, fd)
+
+    async def read(self, staging: Staging, offset: int, length: int, fold: Callable[[bytes], None]) -> None:
+        """Read back a chunk that arrived ahead of its turn and hash it."""
+
+        def work(fd: int) -> None:
+            fold(_pread_exact(fd, length, offset))
+
+        async with self._descriptors.use(staging) as fd:
+            await asyncio.to_thread(work, fd)
+
+    async def discard(self, staging: Staging) -> None:
+        self._descriptors.close(staging)
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(staging.path)
+
+    def target(self, uploader: str, parts: Sequence[str]) -> Path:
+        return self.root.joinpath(uploader, *parts)
+
+    async def publish(self, staging: Staging, target: Path, mtime_ns: int) -> None:
+        """Make the staging file durable, then rename it to its target in one atomic step."""
+        async with self._descriptors.use(staging) as fd:
+            if self._fsync:
+                await asyncio.to_thread(os.fsync, fd)
+        self._descriptors.close(staging)
+        await asyncio.to_thread(self._publish_sync, staging.path, target, mtime_ns)
+
+    def _publish_sync(self, source: Path, target: Path, mtime_ns: int) -> None:
+        os.utime(source, ns=(mtime_ns, mtime_ns))
+        parent = self._make_folders(target.parent)
+        try:
+            if stat.S_ISDIR(target.lstat().st_mode):
+                raise PublishError(f"a folder is in the way at {target.relative_to(self.root)}")
+        except FileNotFoundError:
+            pass
+        source.rename(target)
+        if self._fsync:
+            _fsync_dir(parent)
+
+    def _make_folders(self, folder: Path) -> Path:
+        """Create the folders down to ``folder`` inside the root, refusing symlinks and files in the way."""
+        current = self.root
+        for part in folder.relative_to(self.root).parts:
+            current = current / part
+            try:
+                current.mkdir()
+            except FileExistsError:
+                pass  # there already, perhaps made a moment ago by another partition: checked below
+            else:
+                if self._fsync:
+                    _fsync_dir(current.parent)
+                continue
+            mode = current.lstat().st_mode
+            if not stat.S_ISDIR(mode):
+                kind = "symlink" if stat.S_ISLNK(mode) else "file"
+                raise PublishError(f"a {kind} is in the way at {current.relative_to(self.root)}")
+        return current
+
+    async def quarantine(self, staging: Staging, uploader: str, parts: Sequence[str], upload_id: str) -> Path:
+        """Keep a file that failed verification aside, out of the published tree."""
+        self._descriptors.close(staging)
+        folder = self.quarantine_root / uploader
+        name = parts[-1].encode()[:200].decode(errors="ignore")  # stays under NAME_MAX with the id in front
+        destination = folder / f"{upload_id}-{name}"
+        await aiofiles.os.makedirs(folder, exist_ok=True)
+        await aiofiles.os.rename(staging.path, destination)
+        return destination
+
+
+def _lock_is_free(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -1,0 +1,133 @@
+"""The uploader daemon: wiring of watcher, intake, workers and producers, and its entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry
+
+from streamsend import __version__
+from streamsend.shared import lifecycle, logs
+from streamsend.shared.kafka import Admin, is_transient
+from streamsend.shared.metrics import UploaderMetrics
+from streamsend.shared.retry import Outage
+from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.delivery import Courier, PermanentSendError
+from streamsend.uploader.intake import Intake
+from streamsend.uploader.kafka import ProducerPool
+from streamsend.uploader.ledger import SentLedger
+from streamsend.uploader.pipeline import FileSender, Interrupted, ReadyFile
+from streamsend.uploader.planner import ChunkSizeError, choose_chunk_size
+from streamsend.uploader.reader import FileChangedError
+from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.watcher import TreeWatcher
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        settings = load_settings(UploaderSettings, argv, "streamsend uploader")
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"streamsend uploader: {line}", file=sys.stderr)
+        return lifecycle.EXIT_SETTINGS
+    logs.configure(settings.log_level, settings.log_format)
+    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace)
+
+
+async def run(settings: UploaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+    log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
+    metrics = UploaderMetrics(registry if registry is not None else CollectorRegistry())
+    outage = Outage("Kafka", on_change=metrics.outage_changed)
+    async with Admin(settings, "uploader", outage) as admin:
+        topic = await admin.topic_info(settings.topic)
+    try:
+        choice = choose_chunk_size(settings.chunk_size, topic.topic_max_message_bytes, topic.broker_max_message_bytes)
+    except ChunkSizeError as exc:
+        raise SettingsError(f"invalid setting chunk_size: {exc}") from None
+    if not choice.limits_known:
+        log.warning("The message size limits of topic %s cannot be read: assuming Kafka's default", topic.name)
+    log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
+    metrics.chunk_size.set(choice.chunk_size)
+
+    ledger = SentLedger()
+    intake = Intake(settings, ledger, on_skip=lambda reason: metrics.files_skipped.labels(reason).inc())
+    async with ProducerPool(settings, choice.limit, outage) as pool:
+        metrics.kafka_up.set(1)
+        courier = Courier(
+            pool,
+            ByteBudget(settings.max_in_flight_bytes, on_change=metrics.bytes_in_flight.set),
+            outage,
+            is_transient,
+            settings.retry_backoff_max,
+            on_retry=metrics.retries.inc,
+        )
+
+        def chunk_acked(size: int) -> None:
+            metrics.chunks_sent.inc()
+            metrics.bytes_sent.inc(size)
+
+        sender = FileSender(
+            uploader=settings.uploader_name,
+            chunk_size=choice.chunk_size,
+            partitions=lambda: topic.partitions,
+            courier=courier,
+            stop=stop,
+            on_chunk=chunk_acked,
+        )
+        workers = Workers(intake, sender, ledger, metrics)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
+            group.create_task(intake.run(stop))
+            for index in range(settings.max_concurrent_files):
+                group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
+    log.info("Uploader stopped: %d files sent since start, %d waiting", workers.sent, intake.pending)
+
+
+class Workers:
+    """Take static files off the queue and send them, one at a time per worker."""
+
+    def __init__(self, intake: Intake, sender: FileSender, ledger: SentLedger, metrics: UploaderMetrics) -> None:
+        self._intake = intake
+        self._sender = sender
+        self._ledger = ledger
+        self._metrics = metrics
+        self.sent = 0
+
+    async def run(self, index: int, stop: asyncio.Event) -> None:
+        logs.set_worker(f"stms-upl-{index + 1}")
+        while (ready := await lifecycle.next_or_stop(self._intake.ready, stop)) is not None:
+            try:
+                await self._send(ready, index)
+            finally:
+                self._intake.finished(ready)
+            self._metrics.files_pending.set(self._intake.pending)
+
+    async def _send(self, ready: ReadyFile, lane: int) -> None:
+        metrics = self._metrics
+        try:
+            sent = await self._sender.send(ready, lane)
+        except FileChangedError as exc:
+            log.warning("%s: %s; it will be sent once it is static again", ready.wire_path, exc)
+            metrics.files_failed.labels("changed").inc()
+        except Interrupted as exc:
+            log.info("%s: %s; it will be sent again from the start", ready.wire_path, exc)
+            metrics.files_failed.labels("interrupted").inc()
+        except PermanentSendError as exc:
+            log.error("%s: failed: %s; not retried until the file changes", ready.wire_path, exc)
+            metrics.files_failed.labels("kafka").inc()
+            self._ledger.fail(ready.wire_path, ready.state)
+        except OSError as exc:
+            log.error("%s: cannot be read: %s; retried at the next rescan", ready.wire_path, exc.strerror or exc)
+            metrics.files_failed.labels("unreadable").inc()
+        else:
+            self._ledger.record(sent)
+            self.sent += 1
+            metrics.files_sent.inc()
+            metrics.file_done()

@@ -1,0 +1,141 @@
+"""Delivery of chunk records: enqueue in order, confirm in the background, retry transient faults forever.
+
+A file's chunks are handed to the producer one after another (so they normally reach the partition in
+order) while their acknowledgements are awaited by one task each, inside a task group owned by the file.
+A chunk that fails on a transient fault is re-sent after a capped, jittered backoff, however long the
+outage lasts; a permanent fault (record too large, not authorised) fails the whole file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+from streamsend.shared.protocol import Headers
+from streamsend.shared.retry import Backoff, Outage, describe
+from streamsend.uploader.budget import ByteBudget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    key: bytes
+    value: bytes
+    headers: Headers
+    partition: int
+    index: int  # chunk index, for progress reports
+
+
+class ChunkSink(Protocol):
+    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+        """Hand a record to a producer; the result completes when the broker acknowledges it."""
+
+
+class PermanentSendError(Exception):
+    """A fault that retrying cannot mend; the file is failed with this message."""
+
+
+class Courier:
+    """Delivers the records of every file through one sink, within one budget of bytes in flight."""
+
+    def __init__(
+        self,
+        sink: ChunkSink,
+        budget: ByteBudget,
+        outage: Outage,
+        is_transient: Callable[[BaseException], bool],
+        backoff_max_s: float,
+        on_retry: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.sink = sink
+        self.budget = budget
+        self.outage = outage
+        self.is_transient = is_transient
+        self.backoff_max_s = backoff_max_s
+        self.on_retry = on_retry
+
+    def file(self, lane: int, on_ack: Callable[[OutgoingRecord], None]) -> FileDelivery:
+        return FileDelivery(self, lane, on_ack)
+
+
+class FileDelivery:
+    """The records of one file; leaving the ``async with`` block waits until all are acknowledged."""
+
+    def __init__(self, courier: Courier, lane: int, on_ack: Callable[[OutgoingRecord], None]) -> None:
+        self._courier = courier
+        self._lane = lane
+        self._on_ack = on_ack
+        self._group = asyncio.TaskGroup()
+
+    async def __aenter__(self) -> FileDelivery:
+        await self._group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self._group.__aexit__(kind, exc, tb)
+        except BaseExceptionGroup as group:
+            # Callers see the error itself, not the task group's wrapping: the body's own first.
+            if exc is not None and exc in group.exceptions:
+                raise exc from None
+            permanent = group.subgroup(PermanentSendError)
+            if permanent is not None:
+                raise _first_leaf(permanent) from None
+            raise
+
+    async def send(self, record: OutgoingRecord) -> None:
+        """Wait for room in the budget, enqueue the record and confirm it in the background."""
+        size = len(record.value)
+        await self._courier.budget.acquire(size)
+        try:
+            ack = await self._enqueue(record)
+        except BaseException:
+            self._courier.budget.release(size)
+            raise
+        self._group.create_task(self._confirm(record, ack))
+
+    async def _enqueue(self, record: OutgoingRecord) -> Awaitable[object]:
+        courier = self._courier
+        backoff = Backoff(max_s=courier.backoff_max_s)
+        while True:
+            try:
+                return await courier.sink.enqueue(record, self._lane)
+            except Exception as exc:
+                await self._pause_or_raise(exc, backoff)
+
+    async def _confirm(self, record: OutgoingRecord, ack: Awaitable[object]) -> None:
+        courier = self._courier
+        backoff = Backoff(max_s=courier.backoff_max_s)
+        try:
+            while True:
+                try:
+                    await ack
+                except Exception as exc:
+                    await self._pause_or_raise(exc, backoff)
+                    ack = await self._enqueue(record)
+                else:
+                    courier.outage.succeeded()
+                    self._on_ack(record)
+                    return
+        finally:
+            courier.budget.release(len(record.value))
+
+    async def _pause_or_raise(self, exc: Exception, backoff: Backoff) -> None:
+        courier = self._courier
+        if not courier.is_transient(exc):
+            raise PermanentSendError(describe(exc)) from exc
+        courier.outage.failed(exc)
+        courier.on_retry()
+        await asyncio.sleep(backoff.next_delay())
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,73 @@
+"""Chunk geometry: the chunk size a broker allows, the spans of a file, and the partition of a path."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from streamsend.shared.protocol import MAX_CHUNK_SIZE, chunk_count
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES: Final = 1048588  # Kafka's default message.max.bytes and max.message.bytes
+# Record and batch framing plus the headers, whose path may take up to MAX_PATH_BYTES.
+HEADROOM_BYTES: Final = 8192
+ALIGN_BYTES: Final = 4096  # whole pages: reads and writes stay page-aligned
+
+
+class ChunkSizeError(ValueError):
+    """The configured chunk size cannot fit the broker's message limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSizeChoice:
+    chunk_size: int
+    limit: int
+    limit_name: str  # which setting the limit comes from, for the start-up log
+    limits_known: bool
+
+    def describe(self) -> str:
+        share = 100 * self.chunk_size // self.limit
+        return f"chunk size {self.chunk_size} ({share}% of {self.limit_name} {self.limit})"
+
+
+def choose_chunk_size(configured: int, topic_max: int | None, broker_max: int | None) -> ChunkSizeChoice:
+    """The configured chunk size checked against the limits, or the largest that fits when it is 0.
+
+    The limit in force is the smaller of the topic's ``max.message.bytes`` and the broker's
+    ``message.max.bytes``; where neither can be read, Kafka's default.
+    """
+    known = [(value, name) for value, name in ((topic_max, "max.message.bytes"), (broker_max, "message.max.bytes"))
+             if value is not None]  # fmt: skip
+    limit, name = min(known) if known else (KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "Kafka's default max.message.bytes")
+    largest = min(MAX_CHUNK_SIZE, limit - HEADROOM_BYTES)
+    if largest < ALIGN_BYTES:
+        raise ChunkSizeError(f"{name} {limit} leaves no room for a chunk after {HEADROOM_BYTES} bytes of headers")
+    if configured == 0:
+        chunk_size = largest // ALIGN_BYTES * ALIGN_BYTES
+    elif configured > largest:
+        raise ChunkSizeError(
+            f"chunk_size {configured} exceeds {largest}: {name} {limit} minus {HEADROOM_BYTES} bytes for headers"
+        )
+    else:
+        chunk_size = configured
+    return ChunkSizeChoice(chunk_size=chunk_size, limit=limit, limit_name=name, limits_known=bool(known))
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    index: int
+    offset: int
+    length: int
+
+
+def spans(file_size: int, chunk_size: int) -> Iterator[Span]:
+    """The chunks of a file in order; an empty file is one empty chunk."""
+    for index in range(chunk_count(file_size, chunk_size)):
+        offset = index * chunk_size
+        yield Span(index, offset, min(chunk_size, file_size - offset))
+
+
+def partition_for(uploader: str, path: str, partitions: int) -> int:
+    """Every upload of one path goes to one partition, so a newer attempt always follows an older one."""
+    return zlib.crc32(f"{uploader}/{path}".encode()) % partitions

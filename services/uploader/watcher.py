@@ -1,0 +1,124 @@
+"""Candidate paths from the input tree: an initial scan, file events from watchfiles, and full rescans.
+
+Events can be missed (network filesystems, a folder moved in whole, start-up races), so the periodic
+rescan is the safety net and events only make things faster. Folders and files whose name starts with
+a dot are not entered; symlinks are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from streamsend.shared.lifecycle import sleep_or_stop
+from streamsend.uploader.intake import Intake
+
+log = logging.getLogger(__name__)
+
+Found = list[tuple[Path, os.stat_result]]
+
+
+def scan_tree(root: Path) -> tuple[Found, list[str]]:
+    """Every non-hidden entry under ``root`` that is not a folder, with its lstat; and folders not readable."""
+    found: Found = []
+    problems: list[str] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        else:
+                            found.append((Path(entry.path), entry.stat(follow_symlinks=False)))
+                    except OSError:
+                        continue  # vanished between listing and stat
+        except OSError as exc:
+            problems.append(f"cannot read folder {folder}: {exc.strerror}")
+    return found, problems
+
+
+def _inspect(paths: list[Path]) -> Found:
+    """What changed paths are now: files with their lstat, and the contents of folders that appeared."""
+    found: Found = []
+    for path in paths:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            found.extend(scan_tree(path)[0])
+        else:
+            found.append((path, st))
+    return found
+
+
+class TreeWatcher:
+    def __init__(self, root: Path, intake: Intake, rescan_interval_s: float) -> None:
+        self._root = root
+        self._intake = intake
+        self._rescan_interval_s = rescan_interval_s
+        self._problems: set[str] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._rescans(stop))
+            group.create_task(self._events(stop))
+
+    async def _rescans(self, stop: asyncio.Event) -> None:
+        first = True
+        while not stop.is_set():
+            started = time.monotonic()
+            found, problems = await asyncio.to_thread(scan_tree, self._root)
+            for problem in problems:
+                if problem not in self._problems:
+                    log.warning("%s", problem)
+            self._problems = set(problems)
+            for path, st in found:
+                self._intake.offer(path, st)
+            log.log(
+                logging.INFO if first else logging.DEBUG,
+                "Scanned %s: %d entries in %.2f s, %d files waiting",
+                self._root, len(found), time.monotonic() - started, self._intake.pending,
+            )  # fmt: skip
+            first = False
+            await sleep_or_stop(self._rescan_interval_s, stop)
+
+    async def _events(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async for changes in awatch(self._root, stop_event=stop, watch_filter=None, recursive=True):
+                    await self._apply(changes)
+            except Exception as exc:  # a vanished root, an inotify limit: the rescans carry on alone
+                log.warning(
+                    "File events unavailable (%s): relying on rescans every %.0f s", exc, self._rescan_interval_s
+                )
+                await sleep_or_stop(self._rescan_interval_s, stop)
+
+    async def _apply(self, changes: set[tuple[Change, str]]) -> None:
+        changed: list[Path] = []
+        for change, raw in changes:
+            path = Path(raw)
+            try:
+                parts = path.relative_to(self._root).parts
+            except ValueError:
+                continue
+            if not parts or any(part.startswith(".") for part in parts):
+                continue
+            if change == Change.deleted:
+                self._intake.gone(path)
+            else:
+                changed.append(path)
+        if changed:
+            for path, st in await asyncio.to_thread(_inspect, changed):
+                self._intake.offer(path, st)

@@ -1,0 +1,1 @@
+"""What both daemons share: wire format, path rules, settings, lifecycle, logging, Kafka edge."""

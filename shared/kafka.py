@@ -1,0 +1,221 @@
+"""What both daemons need from Kafka: client options, fault classes, the topic and its size limits.
+
+aiokafka has no type information, so it stays at this edge (and in one module per service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiokafka.errors as kafka_errors
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streamsend.shared.retry import Outage, retry_forever
+from streamsend.shared.settings import CommonSettings, SettingsError
+
+log = logging.getLogger(__name__)
+
+# Faults that a retry cannot mend: the record, the credentials or the permissions are wrong.
+_PERMANENT = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedVersionError,
+)
+# Faults aiokafka does not mark retriable but that a broker outage or a cut network produces.
+_TRANSIENT = (
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.RequestTimedOutError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.NotControllerError,
+    kafka_errors.KafkaUnavailableError,
+    kafka_errors.GroupCoordinatorNotAvailableError,
+    kafka_errors.RebalanceInProgressError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting and trying again can succeed."""
+    cause = tls_failure(exc)
+    if cause is not None:
+        return False
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, kafka_errors.KafkaError):
+        return bool(exc.retriable) or isinstance(exc, _TRANSIENT)
+    return isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError)
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection failure, if any: a bad certificate is not a network fault."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class _FileTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """OAUTHBEARER tokens read from a file on every connect, so a sidecar can rotate them."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    async def token(self) -> str:
+        return (await asyncio.to_thread(self._path.read_text)).strip()
+
+
+def ssl_context(settings: CommonSettings) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=settings.ssl_cafile)
+        if settings.ssl_certfile is not None:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(f"invalid setting ssl_cafile/ssl_certfile/ssl_keyfile: {exc}") from None
+    context.check_hostname = settings.ssl_check_hostname
+    return context
+
+
+def client_options(settings: CommonSettings, role: str) -> dict[str, Any]:
+    """Keyword arguments common to every aiokafka client of a daemon."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.servers,
+        "client_id": settings.client_id or f"streamsend-{role}",
+        "request_timeout_ms": int(settings.request_timeout * 1000),
+        "retry_backoff_ms": 200,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        if settings.sasl_mechanism == "OAUTHBEARER":
+            assert settings.sasl_oauth_token_file is not None  # enforced by the settings
+            options["sasl_oauth_token_provider"] = _FileTokenProvider(settings.sasl_oauth_token_file)
+        else:
+            options["sasl_plain_username"] = settings.sasl_username
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+async def stop_client(client: Any, timeout_s: float) -> None:
+    """Stop a producer or consumer; a broker that does not answer cannot hold the process past ``timeout_s``."""
+    try:
+        await asyncio.wait_for(client.stop(), timeout_s)
+    except TimeoutError:
+        log.warning("Kafka client did not stop within %.0f s: closed without a final flush", timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    topic_max_message_bytes: int | None
+    broker_max_message_bytes: int | None
+
+
+class Admin:
+    """The few administrative calls the daemons make, each retried through broker outages."""
+
+    def __init__(self, settings: CommonSettings, role: str, outage: Outage) -> None:
+        self._settings = settings
+        self._outage = outage
+        self._client = AIOKafkaAdminClient(**client_options(settings, role))
+
+    async def __aenter__(self) -> Admin:
+        await self._retry(self._client.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+    async def _retry(self, operation: Any) -> Any:
+        try:
+            return await retry_forever(
+                operation,
+                outage=self._outage,
+                is_transient=is_transient,
+                backoff_max_s=self._settings.retry_backoff_max,
+            )
+        except Exception as exc:
+            failure = tls_failure(exc)
+            if failure is not None:
+                raise SettingsError(f"invalid setting security_protocol: TLS handshake failed: {failure}") from exc
+            raise
+
+    async def ensure_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> int:
+        """Create the topic unless it exists; return its partition count.
+
+        Listing first matters: some brokers create a missing topic, with their own defaults, as soon as a
+        metadata request names it.
+        """
+        if name not in await self._retry(self._client.list_topics):
+            topic = NewTopic(name, partitions, self._replication_factor(), topic_configs=configs or {})
+            try:
+                response = await self._retry(lambda: self._client.create_topics([topic]))
+                for _topic, code, message in response.topic_errors:
+                    if code not in (0, kafka_errors.TopicAlreadyExistsError.errno):
+                        raise kafka_errors.for_code(code)(message)
+                log.info("Created topic %s with %d partitions", name, partitions)
+            except kafka_errors.TopicAlreadyExistsError:
+                pass  # another daemon won the race
+        described = await self._retry(lambda: self._client.describe_topics([name]))
+        return len(described[0]["partitions"])
+
+    def _replication_factor(self) -> int:
+        """Three copies where the cluster has three brokers; pre-create the topic for anything else."""
+        return max(1, min(3, len(self._client._client.cluster.brokers())))
+
+    async def topic_info(self, name: str) -> TopicInfo:
+        partitions = await self.ensure_topic(name, self._settings.topic_partitions)
+        return TopicInfo(
+            name=name,
+            partitions=partitions,
+            topic_max_message_bytes=await self._config_int(ConfigResourceType.TOPIC, name, "max.message.bytes"),
+            broker_max_message_bytes=await self._broker_config_int("message.max.bytes"),
+        )
+
+    async def _broker_config_int(self, key: str) -> int | None:
+        cluster = await self._retry(self._client.describe_cluster)
+        brokers = cluster.get("brokers") or []
+        if not brokers:
+            return None
+        return await self._config_int(ConfigResourceType.BROKER, str(brokers[0]["node_id"]), key)
+
+    async def _config_int(self, kind: ConfigResourceType, name: str, key: str) -> int | None:
+        """One config value, or None where it cannot be read (ACLs, or a broker that does not report it).
+
+        All configs are requested and filtered here: some brokers drop the connection on a key filter.
+        """
+        try:
+            responses = await self._retry(lambda: self._client.describe_configs([ConfigResource(kind, name)]))
+        except kafka_errors.KafkaError as exc:
+            log.warning("Cannot read %s of %s (%s)", key, name, exc)
+            return None
+        for response in responses:
+            for error_code, _message, _type, _name, entries in response.resources:
+                if error_code != 0:
+                    return None
+                for entry in entries:
+                    if entry[0] == key and entry[1] is not None and str(entry[1]).isdigit():
+                        return int(entry[1])
+        return None

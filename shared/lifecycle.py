@@ -1,0 +1,122 @@
+"""Process lifecycle: uvloop, two-stage signals and a bounded grace period.
+
+The first SIGTERM or SIGINT sets the stop event: loops finish their current unit of work, in-flight work
+drains, clients close, and the process exits 0. When the grace period runs out, or a second signal
+arrives, the main task is cancelled instead; that is still an orderly stop, so the exit code stays 0.
+A crash of any task exits 1 so that the supervisor (Kubernetes, systemd) restarts the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from streamsend.shared.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_SETTINGS = 2
+
+T = TypeVar("T")
+Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        log.info("uvloop is not installed: running on asyncio's own event loop")
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Main, *, grace_s: float) -> int:
+    """Run ``main(stop_event)`` until it returns, fails, or a signal stops it; return the exit code."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(supervise(main, grace_s=grace_s))
+
+
+async def supervise(main: Main, *, grace_s: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.create_task(main(stop), name="main")
+    forced: list[str] = []
+
+    def force(reason: str) -> None:
+        if not task.done():
+            log.warning("%s: cancelling in-flight work", reason)
+            forced.append(reason)
+            task.cancel()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            force(f"Second {sig.name}")
+            return
+        log.info("Received %s: finishing in-flight work (grace period %.0f s)", sig.name, grace_s)
+        stop.set()
+        loop.call_later(grace_s, force, "Grace period over")
+
+    handled = (signal.SIGTERM, signal.SIGINT)
+    for sig in handled:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not forced:
+            raise
+        return EXIT_OK
+    except Exception as exc:
+        settings_error = _find(exc, SettingsError)
+        if settings_error is not None:
+            for line in str(settings_error).splitlines():
+                log.error("%s", line)
+            return EXIT_SETTINGS
+        log.exception("Stopped by an unexpected error")
+        return EXIT_CRASH
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+def _find(exc: BaseException, kind: type[SettingsError]) -> SettingsError | None:
+    """The first ``kind`` inside ``exc``, looking through the exception groups of task groups."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+async def next_or_stop(queue: asyncio.Queue[T], stop: asyncio.Event) -> T | None:
+    """The next item of ``queue``, or None once ``stop`` is set (an item already taken is returned)."""
+    if stop.is_set():
+        return None
+    getter = asyncio.ensure_future(queue.get())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((getter, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return None
+
+
+async def sleep_or_stop(delay_s: float, stop: asyncio.Event) -> bool:
+    """Sleep up to ``delay_s``; True if ``stop`` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,86 @@
+"""Prometheus metrics of both daemons, registered on a registry the caller owns.
+
+Labels stay low-cardinality: a reason from a fixed set, or a partition number; never a path or an id.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class KafkaMetrics:
+    """Connection health, shared by both daemons."""
+
+    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+        prefix = f"streamsend_{role}"
+        self.retries = Counter(
+            f"{prefix}_retries", "Kafka operations retried after a transient fault", registry=registry
+        )
+        self.outages = Counter(
+            f"{prefix}_outages", "Periods during which Kafka could not be reached", registry=registry
+        )
+        self.kafka_up = Gauge(f"{prefix}_kafka_up", "1 while Kafka answers, 0 during an outage", registry=registry)
+        self.last_success = Gauge(
+            f"{prefix}_last_success_timestamp_seconds", "Unix time of the last file completed", registry=registry
+        )
+
+    def outage_changed(self, down: bool) -> None:
+        if down:
+            self.outages.inc()
+        self.kafka_up.set(0 if down else 1)
+
+    def file_done(self) -> None:
+        self.last_success.set(time.time())
+
+
+class UploaderMetrics(KafkaMetrics):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "uploader")
+        r = registry
+        self.files_sent = Counter("streamsend_uploader_files_sent", "Files sent and acknowledged", registry=r)
+        self.bytes_sent = Counter("streamsend_uploader_sent_bytes", "File bytes acknowledged by Kafka", registry=r)
+        self.chunks_sent = Counter("streamsend_uploader_chunks_sent", "Chunk records acknowledged", registry=r)
+        self.files_failed = Counter(
+            "streamsend_uploader_files_failed", "Send attempts that failed or were abandoned", ["reason"], registry=r
+        )
+        self.files_skipped = Counter(
+            "streamsend_uploader_files_skipped", "Files in the tree that are not sent", ["reason"], registry=r
+        )
+        self.bytes_in_flight = Gauge(
+            "streamsend_uploader_in_flight_bytes", "Chunk bytes sent but not yet acknowledged", registry=r
+        )
+        self.files_pending = Gauge(
+            "streamsend_uploader_files_pending", "Files waiting to become static or for a worker", registry=r
+        )
+        self.chunk_size = Gauge("streamsend_uploader_chunk_size_bytes", "Chunk size in use", registry=r)
+
+
+class DownloaderMetrics(KafkaMetrics):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry, "downloader")
+        r = registry
+        self.files_verified = Counter(
+            "streamsend_downloader_files_verified", "Files verified and published", registry=r
+        )
+        self.files_failed = Counter("streamsend_downloader_files_failed", "Files not published", ["reason"], registry=r)
+        self.files_quarantined = Counter(
+            "streamsend_downloader_files_quarantined", "Files that failed verification, kept aside", registry=r
+        )
+        self.bytes_received = Counter(
+            "streamsend_downloader_received_bytes", "Chunk bytes written to staging files", registry=r
+        )
+        self.chunks_received = Counter("streamsend_downloader_chunks_received", "Chunks accepted", registry=r)
+        self.chunks_duplicate = Counter(
+            "streamsend_downloader_chunks_duplicate", "Chunks received again and ignored", registry=r
+        )
+        self.records_rejected = Counter(
+            "streamsend_downloader_records_rejected", "Records logged and skipped", ["reason"], registry=r
+        )
+        self.open_assemblies = Gauge("streamsend_downloader_open_assemblies", "Files being assembled", registry=r)
+        self.consumer_lag = Gauge(
+            "streamsend_downloader_consumer_lag_records", "Records behind the partition's end", ["partition"],
+            registry=r,
+        )  # fmt: skip
+        self.paused = Gauge("streamsend_downloader_paused", "1 while consumption waits for disk space", registry=r)

@@ -1,0 +1,266 @@
+"""The wire format: one Kafka record per chunk, raw bytes as the value, metadata in headers.
+
+Every header name starts with ``streamsend.``; values are ASCII (decimal integers, lowercase hex digests) or
+UTF-8 (uploader name, path), so any Kafka client — kcat included — can show them. docs/PROTOCOL.md is the
+normative description; this module is its only implementation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import google_crc32c
+
+from streamsend.shared.paths import UnsafePathError, validate_uploader_name, validate_wire_path
+
+PROTOCOL_VERSION: Final = 1
+PREFIX: Final = "streamsend."
+
+VERSION: Final = PREFIX + "version"
+UPLOADER: Final = PREFIX + "uploader"
+PATH: Final = PREFIX + "path"
+UPLOAD_ID: Final = PREFIX + "upload-id"
+CHUNK_INDEX: Final = PREFIX + "chunk-index"
+CHUNK_COUNT: Final = PREFIX + "chunk-count"
+CHUNK_SIZE: Final = PREFIX + "chunk-size"
+OFFSET: Final = PREFIX + "offset"
+FILE_SIZE: Final = PREFIX + "file-size"
+MTIME_NS: Final = PREFIX + "mtime-ns"
+CHUNK_CRC32C: Final = PREFIX + "chunk-crc32c"
+SHA256: Final = PREFIX + "sha256"
+MD5: Final = PREFIX + "md5"
+
+_REQUIRED: Final = (
+    VERSION, UPLOADER, PATH, UPLOAD_ID, CHUNK_INDEX, CHUNK_COUNT, CHUNK_SIZE, OFFSET, FILE_SIZE, MTIME_NS,
+    CHUNK_CRC32C,
+)  # fmt: skip
+_FINAL_ONLY: Final = (SHA256, MD5)
+_KNOWN: Final = frozenset(_REQUIRED + _FINAL_ONLY)
+
+MAX_INT64: Final = 2**63 - 1
+MAX_CHUNK_SIZE: Final = 2**31 - 1
+_UNSIGNED = re.compile(rb"0|[1-9][0-9]{0,18}")
+_SIGNED = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_HEX = {CHUNK_CRC32C: re.compile(rb"[0-9a-f]{8}"), SHA256: re.compile(rb"[0-9a-f]{64}"),
+        MD5: re.compile(rb"[0-9a-f]{32}")}  # fmt: skip
+
+Headers = list[tuple[str, bytes]]
+
+
+class ProtocolError(ValueError):
+    """A record that does not follow the wire format; the message says which rule it breaks.
+
+    ``reason`` is one of a few fixed words (for metrics labels): malformed, version, unsafe_path, checksum,
+    foreign.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ForeignRecordError(ProtocolError):
+    """A record with no streamsend headers at all: another producer writes to the same topic."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "foreign")
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """Whole-file digests, carried by the final chunk only."""
+
+    sha256: str
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHeader:
+    """Everything the headers of one chunk record say."""
+
+    uploader: str
+    path: str
+    upload_id: str
+    index: int
+    count: int
+    chunk_size: int
+    offset: int
+    file_size: int
+    mtime_ns: int
+    crc32c: int
+    digest: FileDigest | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.index == self.count - 1
+
+    @property
+    def length(self) -> int:
+        """Bytes this chunk must carry, derived from the file size and the chunk size."""
+        return max(0, min(self.chunk_size, self.file_size - self.offset))
+
+    def same_file(self, other: ChunkHeader) -> bool:
+        """Whether two chunks of one upload id agree on the file they describe."""
+        return (self.uploader, self.path, self.count, self.chunk_size, self.file_size, self.mtime_ns) == (
+            other.uploader, other.path, other.count, other.chunk_size, other.file_size, other.mtime_ns,
+        )  # fmt: skip
+
+
+def chunk_count(file_size: int, chunk_size: int) -> int:
+    """Chunks a file of ``file_size`` bytes is cut into; an empty file is one empty chunk."""
+    return max(1, -(-file_size // chunk_size))
+
+
+def crc32c(data: bytes) -> int:
+    return int(google_crc32c.value(data))
+
+
+def record_key(upload_id: str) -> bytes:
+    return upload_id.encode("ascii")
+
+
+def encode(header: ChunkHeader) -> Headers:
+    """Headers for one chunk record, in a fixed order."""
+    out: Headers = [
+        (VERSION, str(PROTOCOL_VERSION).encode()),
+        (UPLOADER, header.uploader.encode()),
+        (PATH, header.path.encode()),
+        (UPLOAD_ID, header.upload_id.encode()),
+        (CHUNK_INDEX, str(header.index).encode()),
+        (CHUNK_COUNT, str(header.count).encode()),
+        (CHUNK_SIZE, str(header.chunk_size).encode()),
+        (OFFSET, str(header.offset).encode()),
+        (FILE_SIZE, str(header.file_size).encode()),
+        (MTIME_NS, str(header.mtime_ns).encode()),
+        (CHUNK_CRC32C, f"{header.crc32c:08x}".encode()),
+    ]
+    if header.digest is not None:
+        out += [(SHA256, header.digest.sha256.encode()), (MD5, header.digest.md5.encode())]
+    return out
+
+
+def decode(headers: Iterable[tuple[str, bytes | None]], value: bytes | None) -> ChunkHeader:
+    """Validate a record's headers against its value and return what they say.
+
+    Raises ForeignRecordError for a record without streamsend headers and ProtocolError for any other
+    violation: a missing, repeated or malformed header, an unknown version, an unsafe path, sizes or
+    indexes that do not agree, or a chunk whose bytes do not match its CRC32C.
+    """
+    fields: dict[str, bytes] = {}
+    for name, raw in headers:
+        if not isinstance(name, str) or not name.startswith(PREFIX):
+            continue  # other producers' headers (tracing and the like) are not ours to judge
+        if name not in _KNOWN:
+            continue  # a later minor addition; the version header says whether we understand the record
+        if name in fields:
+            raise ProtocolError(f"header {name} repeated")
+        if not isinstance(raw, bytes):
+            raise ProtocolError(f"header {name} has no value")
+        fields[name] = raw
+    if not fields:
+        raise ForeignRecordError("record carries no streamsend headers")
+    if VERSION not in fields:
+        raise ProtocolError(f"header {VERSION} missing")
+    if fields[VERSION] != str(PROTOCOL_VERSION).encode():
+        raise ProtocolError(f"unsupported protocol version {fields[VERSION][:16]!r}", "version")
+    missing = [name for name in _REQUIRED if name not in fields]
+    if missing:
+        raise ProtocolError(f"header {missing[0]} missing")
+    if value is None:
+        raise ProtocolError("record has no value")
+
+    header = ChunkHeader(
+        uploader=_uploader(fields[UPLOADER]),
+        path=_path(fields[PATH]),
+        upload_id=_upload_id(fields[UPLOAD_ID]),
+        index=_unsigned(fields, CHUNK_INDEX),
+        count=_unsigned(fields, CHUNK_COUNT),
+        chunk_size=_unsigned(fields, CHUNK_SIZE),
+        offset=_unsigned(fields, OFFSET),
+        file_size=_unsigned(fields, FILE_SIZE),
+        mtime_ns=_signed(fields, MTIME_NS),
+        crc32c=int(_hex(fields, CHUNK_CRC32C), 16),
+        digest=_digest(fields),
+    )
+    _check_geometry(header, len(value))
+    if crc32c(value) != header.crc32c:
+        raise ProtocolError(f"chunk {header.index} fails its CRC32C check", "checksum")
+    return header
+
+
+def _check_geometry(h: ChunkHeader, value_len: int) -> None:
+    if not 1 <= h.chunk_size <= MAX_CHUNK_SIZE:
+        raise ProtocolError(f"chunk size {h.chunk_size} out of range")
+    if h.count != chunk_count(h.file_size, h.chunk_size):
+        raise ProtocolError(f"chunk count {h.count} does not fit file size {h.file_size}")
+    if h.index >= h.count:
+        raise ProtocolError(f"chunk index {h.index} not below chunk count {h.count}")
+    if h.offset != h.index * h.chunk_size:
+        raise ProtocolError(f"offset {h.offset} does not fit chunk index {h.index}")
+    if value_len != h.length:
+        raise ProtocolError(f"chunk {h.index} carries {value_len} bytes, expected {h.length}")
+    if h.is_final != (h.digest is not None):
+        raise ProtocolError("whole-file digests belong on the final chunk, and only there")
+
+
+def _digest(fields: dict[str, bytes]) -> FileDigest | None:
+    present = [name for name in _FINAL_ONLY if name in fields]
+    if not present:
+        return None
+    if len(present) != len(_FINAL_ONLY):
+        raise ProtocolError("final chunk needs both sha256 and md5")
+    return FileDigest(sha256=_hex(fields, SHA256), md5=_hex(fields, MD5))
+
+
+def _unsigned(fields: dict[str, bytes], name: str) -> int:
+    raw = fields[name]
+    if not _UNSIGNED.fullmatch(raw) or int(raw) > MAX_INT64:
+        raise ProtocolError(f"header {name} is not a non-negative integer: {raw[:24]!r}")
+    return int(raw)
+
+
+def _signed(fields: dict[str, bytes], name: str) -> int:
+    raw = fields[name]
+    if not _SIGNED.fullmatch(raw) or abs(int(raw)) > MAX_INT64:
+        raise ProtocolError(f"header {name} is not an integer: {raw[:24]!r}")
+    return int(raw)
+
+
+def _hex(fields: dict[str, bytes], name: str) -> str:
+    raw = fields[name]
+    if not _HEX[name].fullmatch(raw):
+        raise ProtocolError(f"header {name} is not lowercase hex of the right length")
+    return raw.decode("ascii")
+
+
+def _upload_id(raw: bytes) -> str:
+    text = raw.decode("ascii", errors="replace")
+    if not _UPLOAD_ID.fullmatch(text):
+        raise ProtocolError("upload id is not 32 lowercase hex digits")
+    return text
+
+
+def _utf8(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"header {name} is not valid UTF-8") from None
+
+
+def _uploader(raw: bytes) -> str:
+    try:
+        return validate_uploader_name(_utf8(raw, UPLOADER))
+    except UnsafePathError as exc:
+        raise ProtocolError(f"uploader name rejected: {exc}", "unsafe_path") from None
+
+
+def _path(raw: bytes) -> str:
+    try:
+        validate_wire_path(_utf8(raw, PATH))
+    except UnsafePathError as exc:
+        raise ProtocolError(f"path rejected: {exc}", "unsafe_path") from None
+    return raw.decode("utf-8")

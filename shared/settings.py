@@ -1,0 +1,176 @@
+"""Settings common to both daemons, and the loader that merges flags, environment and a TOML file.
+
+Precedence: command-line flags (``--name-with-dashes``) over environment variables (``STREAMSEND_<NAME>``)
+over the TOML file given with ``--config`` over the defaults. A value that does not validate stops the
+daemon at start with one line per setting at fault (see ``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from collections.abc import Sequence
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "STREAMSEND_"
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_config_file: ContextVar[Path | None] = ContextVar("streamsend_config_file", default=None)
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+class SettingsError(Exception):
+    """Settings that cannot start a daemon; ``str()`` is one line per setting at fault."""
+
+
+class CommonSettings(BaseSettings):
+    """Kafka connection, logging and process settings shared by the uploader and the downloader."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    topic: str = Field("file-chunk-topic", description="topic that carries the chunks")
+    topic_partitions: int = Field(6, ge=1, le=10000, description="partitions when this daemon creates the topic")
+    client_id: str = Field("", description="Kafka client id (default: streamsend-uploader or streamsend-downloader)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
+    log_format: Literal["text", "json"] = Field("text", description="text lines or one JSON object per line")
+    metrics_port: int = Field(0, ge=0, le=65535, description="port for /metrics, /healthz, /readyz (0 = off)")
+    metrics_host: str = Field("0.0.0.0", description="address the metrics port listens on")
+    request_timeout: float = Field(30.0, gt=0, description="seconds before a Kafka request counts as failed")
+    retry_backoff_max: float = Field(30.0, gt=0, description="longest pause between retries, in seconds")
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds SIGTERM waits for in-flight work")
+
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates")
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="private key (PEM) of the client certificate")
+    ssl_check_hostname: bool = Field(True, description="verify the broker's host name against its certificate")
+    sasl_mechanism: SaslMechanism = Field("PLAIN", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER")
+    sasl_username: str = Field("", description="SASL user name")
+    sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
+    sasl_password_file: Path | None = Field(None, description="file holding the SASL password (a mounted Secret)")
+    sasl_oauth_token_file: Path | None = Field(None, description="file holding an OAUTHBEARER token, re-read on use")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError("a Kafka topic name is 1-249 of [A-Za-z0-9._-]")
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers or any(not re.fullmatch(r"\[?[^\s\[\]]+\]?:\d{1,5}", s) for s in servers):
+            raise ValueError("expected host:port[,host:port...]")
+        return ",".join(servers)
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file", "sasl_oauth_token_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _security(self) -> CommonSettings:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS needs both)")
+        if self.sasl_password_file is not None:
+            self.sasl_password = SecretStr(self.sasl_password_file.read_text().strip())
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism == "OAUTHBEARER":
+                if self.sasl_oauth_token_file is None:
+                    raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file")
+            elif not self.sasl_username or not self.sasl_password.get_secret_value():
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        return self
+
+    @property
+    def servers(self) -> list[str]:
+        return self.bootstrap_servers.split(",")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _config_file.get()
+        if config_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+    def describe(self) -> str:
+        """The effective settings for the start-up log; secrets are masked by SecretStr."""
+        shown = {name: str(value) for name, value in self.model_dump().items()}
+        return ", ".join(f"{name}={value}" for name, value in shown.items() if value not in ("", "None"))
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
+    """Build settings from flags, environment and ``--config``; SettingsError names what is wrong."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file of settings (flags > environment > file)"
+    )
+    cli: CliSettingsSource[S] = CliSettingsSource(
+        cls, root_parser=parser, cli_kebab_case=True, cli_implicit_flags=True, cli_show_env_vars=True
+    )
+    namespace = parser.parse_args(list(argv))  # usage errors exit 2 with argparse's message
+    config_file: Path | None = namespace.config
+    del namespace.config
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"invalid setting config: file not found: {config_file}")
+    token = _config_file.set(config_file)
+    try:
+        return cls(_cli_settings_source=cli(parsed_args=namespace))
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"invalid setting config: {config_file} is not valid TOML: {exc}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if not name:  # a rule across several settings names them in its message
+            lines.append(f"invalid settings: {message}")
+            continue
+        shown = "" if "password" in name or "input" not in error else _shown_input(error["input"])
+        lines.append(f"invalid setting {name}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _shown_input(value: Any) -> str:
+    if isinstance(value, dict) or value is None:
+        return ""
+    return f" (got {str(value)[:80]!r})"

@@ -1,0 +1,133 @@
+"""The daemons as users run them: SIGTERM in the middle of a transfer, a bad setting found at start,
+and the demo command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamsend.demo.broker import EmbeddedBroker
+from streamsend.demo.verify import file_sha256
+from tests.support.daemons import downloader, uploader
+from tests.support.kafka import TopicFactory
+from tests.support.processes import DaemonProcess, daemon_env
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+BIG = 300_000_000
+
+
+def _big_file(path: Path, size: int = BIG) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1_000_000)
+    with path.open("wb") as out:
+        for index in range(size // len(block)):
+            out.write(block[index % 251 :] + block[: index % 251])  # every block differs: a wrong offset shows
+
+
+def _staged(target: Path) -> list[Path]:
+    staging = target / ".streamsend" / "staging"
+    return [p for p in staging.rglob("*") if p.is_file() and p.name != ".lock"] if staging.exists() else []
+
+
+async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
+    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    source, target = tmp_path / "in", tmp_path / "out"
+    target.mkdir()
+    _big_file(source / "big.bin")
+    topic = await topics.create()
+    env = daemon_env(broker.bootstrap, topic, input_dir=source, producers=1)
+    async with downloader(broker.bootstrap, topic, target) as down:
+        first = await DaemonProcess("uploader", tmp_path / "up1.log", env).start()
+        try:
+            await first.wait_for_log("(00001 of 00289) chunk uploaded")
+            code, _ = await first.signal_and_wait()
+        finally:
+            await first.kill()
+        assert code == 0, first.log()[-3000:]
+        assert "interrupted by shutdown" in first.log()
+        assert "Uploader stopped" in first.log()
+        await asyncio.sleep(1)
+        assert not (target / "edge-1" / "big.bin").exists()  # never half-written at its final path
+        second = await DaemonProcess("uploader", tmp_path / "up2.log", env).start()
+        try:
+            await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 1, 120, "the file")
+            code, _ = await second.signal_and_wait()
+        finally:
+            await second.kill()
+        assert code == 0
+        assert down.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
+    assert file_sha256(target / "edge-1" / "big.bin") == file_sha256(source / "big.bin")
+
+
+async def test_sigterm_stops_the_downloader_mid_file_and_a_restart_finishes_it(
+    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    source, target = tmp_path / "in", tmp_path / "out"
+    target.mkdir()
+    _big_file(source / "big.bin")
+    topic = await topics.create()
+    env = daemon_env(broker.bootstrap, topic, output_dir=target)
+    final = target / "edge-1" / "big.bin"
+    async with uploader(broker.bootstrap, topic, source, producers=1) as up:
+        first = await DaemonProcess("downloader", tmp_path / "down1.log", env).start()
+        try:
+            await first.wait_for_log("big.bin (00001/00289):    first chunk")
+            code, _ = await first.signal_and_wait()
+        finally:
+            await first.kill()
+        assert code == 0, first.log()[-3000:]
+        assert "Downloader stopped" in first.log()
+        if final.exists():  # it may just have finished; then it must be whole
+            assert file_sha256(final) == file_sha256(source / "big.bin")
+        else:
+            assert "dropped after" in first.log()
+        assert _staged(target) == []  # nothing half-written left behind either
+        await wait_until(lambda: up.metric("streamsend_uploader_files_sent_total") == 1, 120, "the upload")
+        second = await DaemonProcess("downloader", tmp_path / "down2.log", env).start()
+        try:
+            await second.wait_for_log("big.bin (00289/00289):    final chunk", timeout_s=120)
+            code, _ = await second.signal_and_wait()
+        finally:
+            await second.kill()
+        assert code == 0
+    assert file_sha256(final) == file_sha256(source / "big.bin")
+
+
+async def test_a_chunk_size_the_broker_cannot_take_stops_the_uploader_with_exit_2(
+    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    topic = await topics.create(configs={"max.message.bytes": "65536"})
+    env = daemon_env(broker.bootstrap, topic, input_dir=source, chunk_size="1MiB")
+    process = await DaemonProcess("uploader", tmp_path / "up.log", env).start()
+    try:
+        assert await process.wait() == 2
+    finally:
+        await process.kill()
+    assert (
+        "invalid setting chunk_size: chunk_size 1048576 exceeds 57344: "
+        "max.message.bytes 65536 minus 8192 bytes for headers" in process.log()
+    )
+
+
+def test_the_demo_command_streams_and_verifies_a_sample_tree(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamsend", "demo", "--big-file", "20MB", "--keep", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    assert "result                                : OK" in result.stdout
+    assert "files sent and verified byte for byte : 12" in result.stdout
+    assert (tmp_path / "demo" / "inbox" / "edge-1" / "video" / "recording.bin").stat().st_size == 20_000_000

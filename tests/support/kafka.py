@@ -1,0 +1,63 @@
+"""Direct broker access for tests: topic management and a plain producer for hand-made records."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+_counter = itertools.count(1)
+
+
+class TopicFactory:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._made: list[str] = []
+
+    async def create(self, partitions: int = 6, configs: dict[str, str] | None = None) -> str:
+        """A new topic, created before anything else names it (the broker would create it with 4)."""
+        name = self.reserve()
+        await self._create(name, partitions, configs or {})
+        return name
+
+    def reserve(self) -> str:
+        """A new topic name, left for the daemons to create; deleted after the test all the same."""
+        name = f"t{next(_counter)}-{uuid.uuid4().hex[:8]}"
+        self._made.append(name)
+        return name
+
+    async def _create(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        finally:
+            await admin.close()
+
+    def delete_all(self) -> None:
+        if self._made:
+            asyncio.run(self._delete(self._made))
+            self._made = []
+
+    async def _delete(self, names: list[str]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
+    """Send records as given (value, key, headers, partition) with a plain producer, bypassing streamsend."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, **record) for record in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

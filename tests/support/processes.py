@@ -1,0 +1,72 @@
+"""The daemons as child processes, started the way users start them, with their logs captured."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tests.support.waiting import wait_until
+
+
+class DaemonProcess:
+    def __init__(self, role: str, log_file: Path, env: dict[str, str], *args: str) -> None:
+        self.role = role
+        self.log_file = log_file
+        self._env = {**os.environ, **env}
+        self._args = args
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> DaemonProcess:
+        with self.log_file.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "streamsend", self.role, *self._args,
+                env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        return self
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    async def wait_for_log(self, text: str, timeout_s: float = 60) -> None:
+        await wait_until(lambda: text in self.log() or self._exited(), timeout_s, f"{text!r} in the {self.role} log")
+        assert text in self.log(), f"{self.role} exited early:\n{self.log()[-3000:]}"
+
+    def _exited(self) -> bool:
+        return self.process is not None and self.process.returncode is not None
+
+    async def signal_and_wait(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30) -> tuple[int, float]:
+        """Send a signal; return the exit code and the seconds it took to exit."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        code = await asyncio.wait_for(self.process.wait(), timeout_s)
+        return code, time.monotonic() - started
+
+    async def wait(self, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout_s)
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+def daemon_env(bootstrap: str, topic: str, **settings: object) -> dict[str, str]:
+    env = {
+        "STREAMSEND_BOOTSTRAP_SERVERS": bootstrap,
+        "STREAMSEND_TOPIC": topic,
+        "STREAMSEND_UPLOADER_NAME": "edge-1",
+        "STREAMSEND_MIN_FILE_AGE": "0.3",
+        "STREAMSEND_SESSION_TIMEOUT": "2",
+        "STREAMSEND_HEARTBEAT_INTERVAL": "0.5",
+        "STREAMSEND_MIN_FREE_SPACE": "0",
+        "STREAMSEND_SHUTDOWN_GRACE": "5",
+        "STREAMSEND_GROUP_ID": f"group-{topic}",
+    }
+    env.update({f"STREAMSEND_{name.upper()}": str(value) for name, value in settings.items()})
+    return env

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterator
+
+import aiokafka.errors as kafka_errors
+import pytest
+
+from streamsend.shared.kafka import is_transient
+from streamsend.shared.retry import Outage
+from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.delivery import Courier, OutgoingRecord, PermanentSendError
+
+
+class FakeSink:
+    """Acknowledges every record, except that listed outcomes are used up one per enqueue, in order."""
+
+    def __init__(self, outcomes: list[Exception | None] | None = None, enqueue_errors: int = 0) -> None:
+        self._outcomes: Iterator[Exception | None] = iter(outcomes or [])
+        self._enqueue_errors = enqueue_errors
+        self.enqueued: list[int] = []
+
+    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+        if self._enqueue_errors:
+            self._enqueue_errors -= 1
+            raise kafka_errors.KafkaTimeoutError()
+        self.enqueued.append(record.index)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        outcome = next(self._outcomes, None)
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)
+        return future
+
+
+def _record(index: int, size: int = 10) -> OutgoingRecord:
+    return OutgoingRecord(b"k", b"x" * size, [], 0, index)
+
+
+def _courier(sink: FakeSink, outage: Outage, budget: ByteBudget | None = None) -> Courier:
+    retries: list[int] = []
+    courier = Courier(sink, budget or ByteBudget(1000), outage, is_transient, 0.02, on_retry=lambda: retries.append(1))
+    courier.retries = retries  # type: ignore[attr-defined]
+    return courier
+
+
+async def test_every_record_is_acknowledged_and_the_budget_returns_to_zero() -> None:
+    sink, budget, acked = FakeSink(), ByteBudget(1000), []
+    courier = _courier(sink, Outage("Kafka"), budget)
+    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+        for index in range(5):
+            await delivery.send(_record(index))
+    assert sorted(acked) == [0, 1, 2, 3, 4]
+    assert sink.enqueued == [0, 1, 2, 3, 4]  # handed over in order
+    assert budget.used == 0
+
+
+async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    down = kafka_errors.KafkaConnectionError("broker unreachable")
+    sink = FakeSink([down, down, None, down, None])
+    outage = Outage("Kafka")
+    courier = _courier(sink, outage)
+    acked: list[int] = []
+    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+        await delivery.send(_record(0))
+        await delivery.send(_record(1))
+    assert sorted(acked) == [0, 1]
+    assert len(courier.retries) == 3  # type: ignore[attr-defined]
+    assert not outage.down and outage.count >= 1
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    recoveries = [r for r in caplog.records if "back after an outage" in r.getMessage()]
+    assert len(warnings) == outage.count and len(recoveries) == outage.count
+
+
+async def test_a_failing_enqueue_is_retried_too() -> None:
+    sink = FakeSink(enqueue_errors=2)
+    async with _courier(sink, Outage("Kafka")).file(0, lambda r: None) as delivery:
+        await delivery.send(_record(0))
+    assert sink.enqueued == [0]
+
+
+async def test_a_permanent_fault_fails_the_file() -> None:
+    sink = FakeSink([None, kafka_errors.MessageSizeTooLargeError("too big")])
+    budget = ByteBudget(1000)
+    with pytest.raises(PermanentSendError, match="MessageSizeTooLargeError"):
+        async with _courier(sink, Outage("Kafka"), budget).file(0, lambda r: None) as delivery:
+            await delivery.send(_record(0))
+            await delivery.send(_record(1))
+            await asyncio.sleep(0.05)
+    assert budget.used == 0
+
+
+async def test_an_error_of_the_sender_itself_comes_out_unwrapped() -> None:
+    with pytest.raises(FileNotFoundError):
+        async with _courier(FakeSink(), Outage("Kafka")).file(0, lambda r: None) as delivery:
+            await delivery.send(_record(0))
+            raise FileNotFoundError("gone")
+
+
+def test_fault_classes() -> None:
+    assert is_transient(kafka_errors.KafkaConnectionError())
+    assert is_transient(kafka_errors.KafkaTimeoutError())
+    assert is_transient(kafka_errors.NotLeaderForPartitionError())
+    assert is_transient(ConnectionResetError())
+    assert not is_transient(kafka_errors.MessageSizeTooLargeError())
+    assert not is_transient(kafka_errors.TopicAuthorizationFailedError())
+    assert not is_transient(ValueError())

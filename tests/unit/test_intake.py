@@ -1,0 +1,105 @@
+"""Scanning and intake on a real temporary tree (no Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from streamsend.uploader.intake import Intake
+from streamsend.uploader.ledger import SentFile, SentLedger
+from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.watcher import scan_tree
+
+
+def _settings(root: Path, **extra: object) -> UploaderSettings:
+    return UploaderSettings(input_dir=root, min_file_age=0.0, **extra)  # type: ignore[arg-type]
+
+
+def test_scan_skips_hidden_entries_and_does_not_follow_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.txt").write_text("x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("x")
+    (tmp_path / ".hidden").write_text("x")
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    (tmp_path / "linked-dir").symlink_to(outside)
+    (tmp_path / "linked-file").symlink_to(outside / "secret")
+    found, problems = scan_tree(tmp_path)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p, _ in found)
+    assert names == ["a/b/f.txt", "linked-dir", "linked-file"]  # the links themselves, judged by intake
+    assert problems == []
+
+
+def test_scan_reports_folders_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "replaced").write_text("a folder that became a file")
+    found, problems = scan_tree(tmp_path / "replaced")
+    assert found == []
+    assert problems == [f"cannot read folder {tmp_path / 'replaced'}: Not a directory"]
+
+
+async def _ready(intake: Intake, expected: int) -> list[str]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(intake.run(stop))
+    names = []
+    try:
+        for _ in range(expected):
+            names.append((await asyncio.wait_for(intake.ready.get(), 5)).wire_path)
+    finally:
+        stop.set()
+        await task
+    return sorted(names)
+
+
+async def test_regular_files_become_ready_and_special_ones_are_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    (tmp_path / "ok.txt").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "été.txt").write_text("y")
+    os.mkfifo(tmp_path / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        (tmp_path / "link").symlink_to(tmp_path / "ok.txt")
+        (tmp_path / "bad\\name").write_text("z")
+        skipped: list[str] = []
+        intake = Intake(_settings(tmp_path), SentLedger(), on_skip=skipped.append)
+        for _ in range(2):  # a rescan reports nothing new
+            for path, st in scan_tree(tmp_path)[0]:
+                intake.offer(path, st)
+        assert await _ready(intake, 2) == ["ok.txt", "sub/été.txt"]
+    assert sorted(skipped) == ["not_regular", "not_regular", "unsendable_name"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("pipe: is a FIFO: never opened" in m for m in messages)
+    assert any("sock: is a socket" in m for m in messages)
+    assert any("bad\\name: name cannot be sent" in m for m in messages)
+
+
+async def test_files_already_sent_as_they_are_are_not_queued(tmp_path: Path) -> None:
+    (tmp_path / "old.txt").write_text("x")
+    (tmp_path / "new.txt").write_text("y")
+    st = (tmp_path / "old.txt").lstat()
+    ledger = SentLedger()
+    ledger.record(SentFile("old.txt", st.st_size, st.st_mtime_ns, "s", "m", "u", 0.0))
+    intake = Intake(_settings(tmp_path), ledger)
+    for path, stat_result in scan_tree(tmp_path)[0]:
+        intake.offer(path, stat_result)
+    assert await _ready(intake, 1) == ["new.txt"]
+
+
+async def test_non_utf8_names_are_reported_not_sent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    os.close(os.open(os.fsencode(tmp_path) + b"/caf\xe9.txt", os.O_CREAT | os.O_WRONLY))
+    (tmp_path / "fine.txt").write_text("x")
+    intake = Intake(_settings(tmp_path), SentLedger())
+    for path, st in scan_tree(tmp_path)[0]:
+        intake.offer(path, st)
+    assert await _ready(intake, 1) == ["fine.txt"]
+    assert any("caf\\xe9.txt" in r.getMessage() and "not valid UTF-8" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,198 @@
+"""The downloader's pipeline fed with hand-made records, on a real filesystem, without Kafka."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.store import Store
+from streamsend.shared.metrics import DownloaderMetrics
+from streamsend.shared.protocol import FileDigest
+from tests.support.records import Chunk, chunks_of
+
+DATA = os.urandom(10_000)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    def __init__(self, root: Path, **options: float) -> None:
+        self.root = root
+        self.registry = CollectorRegistry()
+        self.metrics = DownloaderMetrics(self.registry)
+        self.store = Store(root, max_open_files=4, fsync=False)
+        self.clock = Clock()
+        self.receiver = Receiver(
+            self.store,
+            self.metrics,
+            stale_after_s=options.get("stale_after_s", 60.0),
+            min_free_bytes=int(options.get("min_free_bytes", 0)),
+            clock=self.clock,
+        )
+        self.offset = 0
+
+    async def feed(self, chunks: list[Chunk], partition: int = 0) -> None:
+        for chunk in chunks:
+            await self.receiver.handle(self.record(chunk.headers, chunk.value, partition))
+
+    def record(self, headers: list[tuple[str, bytes]], value: bytes | None, partition: int = 0) -> Record:
+        self.offset += 1
+        return Record("topic", partition, self.offset - 1, b"key", value, headers)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def published(self, path: str = "file.bin") -> Path:
+        return self.root / "edge-1" / path
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> Harness:
+    h = Harness(tmp_path)
+    await h.store.open()
+    return h
+
+
+async def test_in_order_chunks_publish_a_verified_file(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096, path="a/b/file.bin")
+    await harness.feed(chunks[:-1])
+    assert not harness.published("a/b/file.bin").exists()  # never visible before verification
+    assert harness.receiver.committable(0) == 0  # held at the first chunk of the unfinished file
+    await harness.feed(chunks[-1:])
+    assert harness.published("a/b/file.bin").read_bytes() == DATA
+    assert harness.receiver.committable(0) == 3
+    assert harness.metric("streamsend_downloader_files_verified_total") == 1
+    assert harness.metric("streamsend_downloader_open_assemblies") == 0
+
+
+async def test_out_of_order_and_duplicate_chunks_still_verify(harness: Harness) -> None:
+    c = chunks_of(DATA, 1024)
+    await harness.feed([c[5], c[0], c[0], c[9], c[1], c[2], c[3], c[4], c[6], c[8], c[7], c[9]])
+    assert harness.published().read_bytes() == DATA
+    assert harness.metric("streamsend_downloader_chunks_duplicate_total") == 2
+
+
+async def test_chunks_of_a_finished_upload_arriving_late_are_ignored(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096)
+    await harness.feed(chunks)
+    await harness.feed(chunks[1:2])
+    assert harness.metric("streamsend_downloader_chunks_duplicate_total") == 1
+    assert harness.metric("streamsend_downloader_open_assemblies") == 0
+
+
+async def test_a_digest_mismatch_is_quarantined_never_published(harness: Harness) -> None:
+    wrong = FileDigest(hashlib.sha256(b"other").hexdigest(), hashlib.md5(b"other").hexdigest())
+    await harness.feed(chunks_of(DATA, 4096, digest=wrong))
+    assert not harness.published().exists()
+    kept = list((harness.root / ".streamsend" / "quarantine" / "edge-1").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == DATA
+    assert harness.metric("streamsend_downloader_files_quarantined_total") == 1
+    assert harness.receiver.committable(0) == 3  # dealt with: it does not hold commits back
+
+
+async def test_malformed_records_are_counted_and_skipped(harness: Harness) -> None:
+    good = chunks_of(DATA, 4096)
+    await harness.receiver.handle(harness.record([], b"foreign"))
+    await harness.receiver.handle(harness.record([(k, b"../../x" if k.endswith("path") else v)
+                                                  for k, v in good[0].headers], good[0].value))  # fmt: skip
+    await harness.feed(good)
+    assert harness.published().read_bytes() == DATA
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="foreign") == 1
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="unsafe_path") == 1
+    assert harness.receiver.committable(0) == 5
+
+
+async def test_a_chunk_contradicting_its_upload_is_refused(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096)
+    liar = chunks_of(DATA, 4096, path="other.bin", upload_id=chunks[0].header.upload_id)[1]
+    await harness.feed([chunks[0], liar, *chunks[1:]])
+    assert harness.published().read_bytes() == DATA
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="conflict") == 1
+
+
+async def test_the_same_upload_id_on_another_partition_is_refused(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096)
+    await harness.feed(chunks[:1], partition=0)
+    await harness.feed(chunks[1:2], partition=1)
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="conflict") == 1
+
+
+async def test_a_newer_upload_of_the_same_path_supersedes_the_older(harness: Harness) -> None:
+    older = chunks_of(DATA, 4096)
+    newer_data = os.urandom(5000)
+    newer = chunks_of(newer_data, 4096)
+    await harness.feed(older[:2])
+    await harness.feed(newer)
+    await harness.feed(older[2:])  # late chunks of the abandoned attempt
+    assert harness.published().read_bytes() == newer_data
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
+    assert list(harness.store.staging_dir.iterdir()) == [harness.store.staging_dir / ".lock"]
+
+
+async def test_a_quiet_upload_is_dropped_and_rebuilt_if_its_uploader_comes_back(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096)
+    await harness.feed(chunks[:1])
+    first_offset = 0
+    harness.clock.now = 61.0
+    await harness.receiver.sweep()
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="stale") == 1
+    assert harness.receiver.committable(0) == 1  # no longer holds commits back
+    with pytest.raises(Rewind) as rewind:
+        await harness.feed(chunks[1:2])
+    assert (rewind.value.partition, rewind.value.offset) == (0, first_offset)
+    # The consumer reads the partition again from there:
+    await harness.receiver.handle(Record("topic", 0, 0, b"k", chunks[0].value, chunks[0].headers))
+    await harness.feed(chunks[1:])
+    assert harness.published().read_bytes() == DATA
+
+
+async def test_a_file_larger_than_the_filesystem_is_refused(harness: Harness) -> None:
+    chunk = chunks_of(DATA, 4096)[0]
+    huge = dataclasses.replace(chunk.header, file_size=2**62, count=2**62 // 4096)
+    await harness.receiver.handle(harness.record(Chunk(huge, chunk.value).headers, chunk.value))
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="too_large") == 1
+    assert harness.metric("streamsend_downloader_open_assemblies") == 0
+
+
+async def test_no_room_for_a_chunk_leaves_the_record_unconsumed(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, min_free_bytes=2**62)
+    await harness.store.open()
+    chunk = chunks_of(DATA, 4096)[0]
+    with pytest.raises(NeedSpace) as need:
+        await harness.receiver.handle(harness.record(chunk.headers, chunk.value))
+    assert need.value.path == "file.bin" and need.value.required > need.value.available
+    assert harness.receiver.committable(0) is None
+    assert harness.metric("streamsend_downloader_open_assemblies") == 0
+
+
+async def test_released_partitions_drop_their_uploads_for_the_next_owner(harness: Harness) -> None:
+    chunks = chunks_of(DATA, 4096)
+    await harness.feed(chunks[:2], partition=3)
+    await harness.receiver.release([3], "partition revoked")
+    assert harness.receiver.committable(3) is None
+    assert harness.metric("streamsend_downloader_open_assemblies") == 0
+    # Given back later, the upload is rebuilt from its first chunk, not ignored:
+    await harness.feed(chunks, partition=3)
+    assert harness.published().read_bytes() == DATA
+
+
+async def test_many_files_interleaved_on_one_partition(harness: Harness) -> None:
+    files = {f"f{i}.bin": os.urandom(3000 + i) for i in range(5)}
+    streams = [chunks_of(data, 1000, path=name, upload_id=uuid.uuid4().hex) for name, data in files.items()]
+    for round_ in range(4):
+        await harness.feed([s[round_] for s in streams if round_ < len(s)])
+    for name, data in files.items():
+        assert harness.published(name).read_bytes() == data

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamsend.cli import main as cli_main
+from streamsend.downloader.settings import DownloaderSettings
+from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.uploader.settings import UploaderSettings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("STREAMSEND_"):
+            monkeypatch.delenv(name)
+
+
+def test_flags_override_environment_which_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "streamsend.toml"
+    config.write_text('topic = "from-file"\nmin_file_age = 1.5\nchunk_size = "64KiB"\nrescan_interval = 7\n')
+    monkeypatch.setenv("STREAMSEND_MIN_FILE_AGE", "2.5")
+    monkeypatch.setenv("STREAMSEND_TOPIC", "from-env")
+    settings = load_settings(
+        UploaderSettings, ["--config", str(config), "--input-dir", str(tmp_path), "--topic", "from-flag"], "t"
+    )
+    assert settings.topic == "from-flag"
+    assert settings.min_file_age == 2.5
+    assert settings.chunk_size == 65536
+    assert settings.rescan_interval == 7
+    assert settings.input_dir == tmp_path.resolve()
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path)], "t")
+    assert (settings.bootstrap_servers, settings.topic, settings.min_file_age) == (
+        "localhost:9092", "file-chunk-topic", 5.0,
+    )  # fmt: skip
+    assert settings.uploader_name and settings.pattern.fullmatch("anything")
+    downloader = load_settings(DownloaderSettings, ["--output-dir", str(tmp_path)], "t")
+    assert downloader.group_id == "streamsend-downloader"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "invalid setting input_dir: Field required"),
+        (["--input-dir", "/no/such/dir"], "invalid setting input_dir: not a directory: /no/such/dir"),
+        (["--file-pattern", "(unclosed"], "invalid setting file_pattern: not a valid regular expression"),
+        (["--min-file-age", "-1"], "invalid setting min_file_age: Input should be greater than or equal to 0"),
+        (["--chunk-size", "12XB"], "invalid setting chunk_size: could not interpret byte unit: XB"),
+        (["--chunk-size", "-5"], "invalid setting chunk_size"),
+        (["--max-in-flight-bytes", "0"], "invalid setting max_in_flight_bytes"),
+        (["--uploader-name", "../etc"], "invalid setting uploader_name"),
+        (["--topic", "bad topic"], "invalid setting topic: a Kafka topic name is"),
+        (["--bootstrap-servers", "nohostport"], "invalid setting bootstrap_servers: expected host:port"),
+        (["--log-level", "chatty"], "invalid setting log_level"),
+        (["--metrics-port", "70000"], "invalid setting metrics_port"),
+        (["--ssl-certfile", "/etc/hostname"], "ssl_certfile and ssl_keyfile go together"),
+        (["--security-protocol", "SASL_SSL"], "needs sasl_username and sasl_password"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path: Path, args: list[str], message: str) -> None:
+    if args and args[0] != "--input-dir":
+        args = ["--input-dir", str(tmp_path), *args]
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_settings(UploaderSettings, args, "t")
+
+
+def test_bad_values_in_the_file_or_the_environment_are_named_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("no_such_setting = 1\n")
+    with pytest.raises(SettingsError, match="invalid setting no_such_setting: Extra inputs are not permitted"):
+        load_settings(UploaderSettings, ["--config", str(config), "--input-dir", str(tmp_path)], "t")
+    config.write_text("this is = not toml = \n")
+    with pytest.raises(SettingsError, match="is not valid TOML"):
+        load_settings(UploaderSettings, ["--config", str(config), "--input-dir", str(tmp_path)], "t")
+    with pytest.raises(SettingsError, match="invalid setting config: file not found"):
+        load_settings(UploaderSettings, ["--config", str(tmp_path / "missing.toml")], "t")
+    monkeypatch.setenv("STREAMSEND_MAX_OPEN_FILES", "zero")
+    with pytest.raises(SettingsError, match="invalid setting max_open_files"):
+        load_settings(DownloaderSettings, ["--output-dir", str(tmp_path)], "t")
+
+
+def test_downloader_checks_its_timeouts(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="heartbeat_interval must be shorter than session_timeout"):
+        load_settings(
+            DownloaderSettings,
+            ["--output-dir", str(tmp_path), "--session-timeout", "2", "--heartbeat-interval", "3"],
+            "t",
+        )
+
+
+def test_secrets_never_show_in_the_settings_dump(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("hunter2\n")
+    settings = load_settings(
+        UploaderSettings,
+        ["--input-dir", str(tmp_path), "--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "me",
+         "--sasl-password-file", str(secret)],
+        "t",
+    )  # fmt: skip
+    assert settings.sasl_password.get_secret_value() == "hunter2"
+    assert "hunter2" not in settings.describe() and "hunter2" not in repr(settings)
+
+
+def test_the_command_exits_2_with_one_line_naming_the_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["uploader", "--input-dir", "/no/such/dir"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["streamsend uploader: invalid setting input_dir: not a directory: /no/such/dir (got '/no/such/dir')"]
+    assert cli_main(["downloader"]) == 2
+    assert "invalid setting output_dir: Field required" in capsys.readouterr().err
+
+
+def test_the_command_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["--help"]) == 0
+    assert "uploader" in capsys.readouterr().out
+    assert cli_main(["launch"]) == 2
+    assert cli_main([]) == 2

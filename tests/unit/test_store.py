@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streamsend.downloader.store import DescriptorCache, PublishError, Staging, Store
+
+
+async def _store(root: Path, **kw: object) -> Store:
+    store = Store(root, max_open_files=int(kw.get("max_open_files", 8)), fsync=bool(kw.get("fsync", True)))
+    await store.open()
+    return store
+
+
+async def test_a_staged_file_is_published_by_rename_with_its_mtime(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    staging = await store.create("a" * 32)
+    await store.write(staging, 5, b"world", None)
+    await store.write(staging, 0, b"hello", None)
+    target = store.target("edge-1", ["photos", "été", "x.txt"])
+    await store.publish(staging, target, mtime_ns=1_600_000_000_123_456_789)
+    assert target.read_bytes() == b"helloworld"
+    assert target.stat().st_mtime_ns == 1_600_000_000_123_456_789
+    assert not staging.path.exists()
+    await store.close()
+    assert not store.staging_dir.exists()
+
+
+async def test_publishing_replaces_an_existing_file(tmp_path: Path) -> None:
+    store = await _store(tmp_path, fsync=False)
+    target = store.target("edge-1", ["f"])
+    for content in (b"old", b"new"):
+        staging = await store.create(content.hex().ljust(32, "0"))
+        await store.write(staging, 0, content, None)
+        await store.publish(staging, target, 0)
+    assert target.read_bytes() == b"new"
+
+
+async def test_read_back_folds_what_was_written(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    staging = await store.create("b" * 32)
+    folded: list[bytes] = []
+    await store.write(staging, 0, b"abcdef", folded.append)
+    await store.read(staging, 2, 3, folded.append)
+    assert folded == [b"abcdef", b"cde"]
+
+
+@pytest.mark.parametrize("obstacle", ["file", "symlink"])
+async def test_a_file_or_symlink_where_a_folder_belongs_stops_publication(tmp_path: Path, obstacle: str) -> None:
+    store = await _store(tmp_path)
+    (tmp_path / "edge-1").mkdir()
+    if obstacle == "file":
+        (tmp_path / "edge-1" / "docs").write_text("I am a file")
+    else:
+        outside = tmp_path.parent / f"{tmp_path.name}-outside"
+        outside.mkdir()
+        (tmp_path / "edge-1" / "docs").symlink_to(outside)
+    staging = await store.create("c" * 32)
+    with pytest.raises(PublishError, match=f"a {obstacle} is in the way at edge-1/docs"):
+        await store.publish(staging, store.target("edge-1", ["docs", "x"]), 0)
+    assert staging.path.exists()
+
+
+async def test_a_folder_where_the_file_belongs_stops_publication(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    (tmp_path / "edge-1" / "x").mkdir(parents=True)
+    staging = await store.create("d" * 32)
+    with pytest.raises(PublishError, match="folder is in the way"):
+        await store.publish(staging, store.target("edge-1", ["x"]), 0)
+
+
+async def test_quarantine_keeps_the_file_outside_the_tree(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    staging = await store.create("e" * 32)
+    await store.write(staging, 0, b"bad", None)
+    kept = await store.quarantine(staging, "edge-1", ["a", "report.pdf"], "e" * 32)
+    assert kept.read_bytes() == b"bad"
+    assert kept.is_relative_to(tmp_path / ".streamsend" / "quarantine")
+    assert not (tmp_path / "edge-1").exists()
+
+
+async def test_staging_left_by_a_dead_process_is_removed_but_a_live_ones_is_not(tmp_path: Path) -> None:
+    live = await _store(tmp_path)
+    (await live.create("f" * 32)).path.write_bytes(b"in progress")
+    dead = tmp_path / ".streamsend" / "staging" / "deadbeef0000"
+    dead.mkdir()
+    (dead / ("0" * 32)).write_bytes(b"left over")
+    (dead / ".lock").touch()
+    second = await _store(tmp_path)
+    assert not dead.exists()
+    assert (live.staging_dir / ("f" * 32)).read_bytes() == b"in progress"
+    await second.close()
+    await live.close()
+
+
+async def test_the_descriptor_cache_closes_the_least_recently_used_idle_file(tmp_path: Path) -> None:
+    cache = DescriptorCache(2)
+    stagings = []
+    for name in "abc":
+        path = tmp_path / name
+        path.touch()
+        stagings.append(Staging(path))
+    for staging in stagings:
+        async with cache.use(staging) as fd:
+            os.write(fd, b"x")
+    assert [s.fd is None for s in stagings] == [True, False, False]
+    async with cache.use(stagings[1]), cache.use(stagings[2]), cache.use(stagings[0]):
+        assert all(s.fd is not None for s in stagings)  # all pinned: over the limit rather than close one in use
+    for staging in stagings:
+        cache.close(staging)
+
+
+async def test_space_reports_the_filesystem(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    space = store.space()
+    assert 0 < space.available <= space.capacity
