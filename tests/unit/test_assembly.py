@@ -76,9 +76,9 @@ def test_all_chunks_without_the_final_digest_is_not_complete() -> None:
 @pytest.mark.parametrize("field", ["path", "file_size", "mtime_ns", "uploader"])
 def test_a_chunk_describing_another_file_conflicts(field: str) -> None:
     assembly = _assembly()
-    value = {"path": "other", "file_size": 99, "mtime_ns": 5, "uploader": "edge-2"}[field]
+    value: object = {"path": "other", "file_size": 99, "mtime_ns": 5, "uploader": "edge-2"}[field]
     with pytest.raises(ConflictError):
-        assembly.add(dataclasses.replace(CHUNKS[1].header, **{field: value}))
+        assembly.add(dataclasses.replace(CHUNKS[1].header, **{field: value}))  # type: ignore[arg-type]
 
 
 def test_spans_of_chunks() -> None:

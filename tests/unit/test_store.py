@@ -8,8 +8,8 @@ import pytest
 from streamsend.downloader.store import DescriptorCache, PublishError, Staging, Store
 
 
-async def _store(root: Path, **kw: object) -> Store:
-    store = Store(root, max_open_files=int(kw.get("max_open_files", 8)), fsync=bool(kw.get("fsync", True)))
+async def _store(root: Path, *, max_open_files: int = 8, fsync: bool = True) -> Store:
+    store = Store(root, max_open_files=max_open_files, fsync=fsync)
     await store.open()
     return store
 
