@@ -162,6 +162,10 @@ class Admin:
                 raise SettingsError(f"invalid setting security_protocol: TLS handshake failed: {failure}") from exc
             raise
 
+    async def ping(self) -> None:
+        """One cheap request, not retried: for noticing outages while there is no traffic."""
+        await self._client.list_topics()
+
     async def ensure_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> int:
         """Create the topic unless it exists; return its partition count.
 

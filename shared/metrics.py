@@ -56,6 +56,10 @@ class UploaderMetrics(KafkaMetrics):
         )
         self.chunk_size = Gauge("streamsend_uploader_chunk_size_bytes", "Chunk size in use", registry=r)
 
+    def chunk_acked(self, size: int) -> None:
+        self.chunks_sent.inc()
+        self.bytes_sent.inc(size)
+
 
 class DownloaderMetrics(KafkaMetrics):
     def __init__(self, registry: CollectorRegistry) -> None:

@@ -32,6 +32,12 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
+def check_topic_name(value: str) -> str:
+    if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError("a Kafka topic name is 1-249 of [A-Za-z0-9._-]")
+    return value
+
+
 class SettingsError(Exception):
     """Settings that cannot start a daemon; ``str()`` is one line per setting at fault."""
 
@@ -72,9 +78,7 @@ class CommonSettings(BaseSettings):
     @field_validator("topic")
     @classmethod
     def _topic_name(cls, value: str) -> str:
-        if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
-            raise ValueError("a Kafka topic name is 1-249 of [A-Za-z0-9._-]")
-        return value
+        return check_topic_name(value)
 
     @field_validator("bootstrap_servers")
     @classmethod

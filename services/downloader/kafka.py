@@ -191,6 +191,8 @@ class ConsumeLoop:
         else:
             self._committed.update(offsets)
             self._outage.succeeded()
+            for tp, offset in offsets.items():
+                await self._receiver.committed(tp.topic, tp.partition, offset)
 
     def _report_lag(self) -> None:
         for tp, position in self._next.items():

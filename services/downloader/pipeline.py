@@ -13,6 +13,7 @@ Logs follow the shape users know::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from streamsend.downloader.assembly import Assembly, ConflictError
 from streamsend.downloader.offsets import PartitionWatermark
+from streamsend.downloader.published import PublishedLedger
 from streamsend.downloader.store import PublishError, Staging, Store
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader, ProtocolError, decode
@@ -116,6 +118,8 @@ class Receiver:
     ) -> None:
         self._store = store
         self._metrics = metrics
+        self._ledger = PublishedLedger(store.work, fsync=store.fsync)
+        self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
         self._stale_after_s = stale_after_s
         self._min_free_bytes = min_free_bytes
         self._clock = clock
@@ -136,7 +140,12 @@ class Receiver:
 
     async def handle(self, record: Record) -> None:
         """Deal with one record; NeedSpace and Rewind leave it unconsumed, to be offered again."""
-        mark = self._marks.setdefault(record.partition, PartitionWatermark())
+        mark = self._marks.get(record.partition)
+        if mark is None:
+            mark = self._marks[record.partition] = PartitionWatermark()
+            self._published[record.partition] = await asyncio.to_thread(
+                self._ledger.load, record.topic, record.partition
+            )
         try:
             header = decode(record.headers, record.value)
         except ProtocolError as exc:
@@ -148,6 +157,11 @@ class Receiver:
 
     async def _chunk(self, record: Record, header: ChunkHeader, value: bytes, mark: PartitionWatermark) -> None:
         if header.upload_id in self._finished:
+            self._metrics.chunks_duplicate.inc()
+            return
+        if header.upload_id in self._published[record.partition]:
+            log.info("%s: upload %s was published before a restart: not again", header.path, header.upload_id)
+            self._remember_finished(header.upload_id)
             self._metrics.chunks_duplicate.inc()
             return
         dropped = self._dropped.pop(header.upload_id, None)
@@ -178,7 +192,7 @@ class Receiver:
             self._check_space(len(value), header)
         await self._write(build, header, value)
         if build.assembly.complete:
-            await self._finish(build)
+            await self._finish(build, record)
 
     async def _write(self, build: _Build, header: ChunkHeader, value: bytes) -> None:
         assembly = build.assembly
@@ -231,7 +245,7 @@ class Receiver:
         self._metrics.open_assemblies.set(len(self._builds))
         return build
 
-    async def _finish(self, build: _Build) -> None:
+    async def _finish(self, build: _Build, record: Record) -> None:
         assembly, file = build.assembly, build.assembly.file
         expected = assembly.digest
         assert expected is not None  # complete implies the final chunk arrived
@@ -244,6 +258,8 @@ class Receiver:
             if (sha256, md5) != (expected.sha256, expected.md5):
                 raise _Mismatch(f"sha256 {sha256} (md5 {md5}) where {expected.sha256} (md5 {expected.md5}) was sent")
             await self._store.publish(build.staging, self._store.target(file.uploader, parts), file.mtime_ns)
+            await asyncio.to_thread(self._ledger.add, record.topic, record.partition, file.upload_id, record.offset)
+            self._published[record.partition][file.upload_id] = record.offset
         except (_Mismatch, PublishError) as exc:
             kept = await self._store.quarantine(build.staging, file.uploader, parts, file.upload_id)
             log.error("%s final chunk, verification failed: %s; kept aside as %s", where, exc, kept)
@@ -304,12 +320,23 @@ class Receiver:
         for build in self._builds.values():
             build.last_seen = now
 
+    async def committed(self, topic: str, partition: int, offset: int) -> None:
+        """The offset is committed: records before it are never read again, so their ledger entries can go."""
+        published = self._published.get(partition)
+        if not published:
+            return
+        kept = {upload_id: at for upload_id, at in published.items() if at >= offset}
+        if len(kept) < len(published):
+            self._published[partition] = kept
+            await asyncio.to_thread(self._ledger.rewrite, topic, partition, kept)
+
     async def release(self, partitions: Sequence[int], why: str) -> None:
         """Forget partitions (revoked, or shutting down): their unfinished uploads are dropped cleanly."""
         for build in [b for b in self._builds.values() if b.partition in partitions]:
             await self._drop(build, why, "released", logging.INFO)
         for partition in partitions:
             self._marks.pop(partition, None)
+            self._published.pop(partition, None)
 
 
 class _Mismatch(Exception):

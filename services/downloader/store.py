@@ -4,6 +4,7 @@ Layout under ``output_dir``::
 
     <uploader>/<relative path>              published files, only ever by rename
     .streamsend/staging/<instance>/<id>     files being assembled by one running downloader
+    .streamsend/staging/<instance>.lock     held (flock) by that downloader while it runs
     .streamsend/quarantine/<uploader>/...   files that failed verification, kept for inspection
 
 Staging lives on the same filesystem as the targets, so publication is one atomic rename. Each running
@@ -22,6 +23,7 @@ import logging
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -33,6 +35,7 @@ import aiofiles.os
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".streamsend"
+ABANDONED_LOCK_S = 3600
 
 
 class PublishError(Exception):
@@ -120,7 +123,7 @@ class Store:
         self.staging_root = self.work / "staging"
         self.quarantine_root = self.work / "quarantine"
         self.staging_dir = self.staging_root / uuid.uuid4().hex[:12]
-        self._fsync = fsync
+        self.fsync = fsync
         self._descriptors = DescriptorCache(max_open_files)
         self._lock_fd: int | None = None
 
@@ -129,24 +132,54 @@ class Store:
         await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:
-        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        # No other process may ever see our lock file unlocked, nor our folder without its lock: the lock is
+        # taken under a hidden name, renamed into place, and only then is the folder made.
+        self.staging_root.mkdir(parents=True, exist_ok=True)
         self.quarantine_root.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.staging_dir / ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fresh = self.staging_root / f".{self.staging_dir.name}.lock-new"
+        self._lock_fd = os.open(fresh, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fresh.rename(self._lock_path(self.staging_dir))
+        self.staging_dir.mkdir()
         removed = 0
-        for folder in self.staging_root.iterdir():
-            if folder == self.staging_dir or not folder.is_dir() or folder.is_symlink():
+        for entry in self.staging_root.iterdir():
+            if entry in (self.staging_dir, self._lock_path(self.staging_dir)):
                 continue
-            if _lock_is_free(folder / ".lock"):
-                removed += sum(1 for entry in folder.iterdir() if entry.name != ".lock")
-                shutil.rmtree(folder, ignore_errors=True)
+            try:  # another downloader may be starting, or cleaning up, at this very moment
+                removed += self._remove_if_abandoned(entry)
+            except FileNotFoundError:
+                continue
         if removed:
             log.info("Removed %d stale staging files left by an earlier run", removed)
+
+    def _remove_if_abandoned(self, entry: Path) -> int:
+        """Remove a staging folder (or a lock file) whose process is gone; return the files removed."""
+        if entry.is_symlink():
+            return 0
+        if entry.name.startswith("."):
+            if time.time() - entry.lstat().st_mtime > ABANDONED_LOCK_S:  # a start that crashed at once
+                entry.unlink(missing_ok=True)
+            return 0
+        if entry.is_dir():
+            if not _lock_is_free(self._lock_path(entry)):
+                return 0
+            count = sum(1 for _ in entry.iterdir())
+            shutil.rmtree(entry, ignore_errors=True)
+            self._lock_path(entry).unlink(missing_ok=True)
+            return count
+        if entry.suffix == ".lock" and not entry.with_suffix("").exists() and _lock_is_free(entry):
+            entry.unlink(missing_ok=True)
+        return 0
+
+    @staticmethod
+    def _lock_path(folder: Path) -> Path:
+        return folder.with_name(folder.name + ".lock")
 
     async def close(self) -> None:
         """Remove our staging folder (whatever is in it is abandoned) and release its lock."""
         await asyncio.to_thread(shutil.rmtree, self.staging_dir, True)
         if self._lock_fd is not None:
+            self._lock_path(self.staging_dir).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -191,7 +224,7 @@ class Store:
     async def publish(self, staging: Staging, target: Path, mtime_ns: int) -> None:
         """Make the staging file durable, then rename it to its target in one atomic step."""
         async with self._descriptors.use(staging) as fd:
-            if self._fsync:
+            if self.fsync:
                 await asyncio.to_thread(os.fsync, fd)
         self._descriptors.close(staging)
         await asyncio.to_thread(self._publish_sync, staging.path, target, mtime_ns)
@@ -205,7 +238,7 @@ class Store:
         except FileNotFoundError:
             pass
         source.rename(target)
-        if self._fsync:
+        if self.fsync:
             _fsync_dir(parent)
 
     def _make_folders(self, folder: Path) -> Path:
@@ -218,7 +251,7 @@ class Store:
             except FileExistsError:
                 pass  # there already, perhaps made a moment ago by another partition: checked below
             else:
-                if self._fsync:
+                if self.fsync:
                     _fsync_dir(current.parent)
                 continue
             mode = current.lstat().st_mode

@@ -1,4 +1,4 @@
-"""The uploader daemon: wiring of watcher, intake, workers and producers, and its entry point."""
+"""The uploader daemon: wiring of watcher, intake, workers, producers and state, and its entry point."""
 
 from __future__ import annotations
 
@@ -14,20 +14,23 @@ from streamsend import __version__
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.kafka import Admin, is_transient
 from streamsend.shared.metrics import UploaderMetrics
-from streamsend.shared.retry import Outage
+from streamsend.shared.retry import Outage, probe_forever
 from streamsend.shared.settings import SettingsError, load_settings
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier, PermanentSendError
+from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
-from streamsend.uploader.kafka import ProducerPool
+from streamsend.uploader.kafka import ProducerPool, StateTopic
 from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.pipeline import FileSender, Interrupted, ReadyFile
-from streamsend.uploader.planner import ChunkSizeError, choose_chunk_size
+from streamsend.uploader.planner import ChunkSizeChoice, ChunkSizeError, choose_chunk_size
 from streamsend.uploader.reader import FileChangedError
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.watcher import TreeWatcher
 
 log = logging.getLogger(__name__)
+
+PROBE_EVERY_S = 5.0
 
 
 def main(argv: Sequence[str]) -> int:
@@ -45,58 +48,83 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     metrics = UploaderMetrics(registry if registry is not None else CollectorRegistry())
     outage = Outage("Kafka", on_change=metrics.outage_changed)
+    ledger = SentLedger(settings.state_max_files, settings.state_forget_after)
+    state = StateTopic(settings, outage) if settings.state_topic else None
     async with Admin(settings, "uploader", outage) as admin:
         topic = await admin.topic_info(settings.topic)
+        choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes)
+        log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
+        metrics.chunk_size.set(choice.chunk_size)
+        if state is not None:
+            await state.prepare(admin)
+            await state.load(ledger)
+        else:
+            log.warning(
+                "state_topic is empty: what was sent is remembered in memory only, and sent again after a restart"
+            )
+        async with ProducerPool(settings, choice.limit, outage) as pool:
+            metrics.kafka_up.set(1)
+            if state is not None:
+                state.attach(pool)
+            finisher = Finisher(settings, ledger, state)
+            intake = Intake(
+                settings,
+                ledger,
+                on_skip=lambda reason: metrics.files_skipped.labels(reason).inc(),
+                on_forgotten=state.forget_soon if state is not None else lambda path: None,
+            )
+            sender = FileSender(
+                uploader=settings.uploader_name,
+                chunk_size=choice.chunk_size,
+                partitions=lambda: topic.partitions,
+                courier=Courier(
+                    pool,
+                    ByteBudget(settings.max_in_flight_bytes, on_change=metrics.bytes_in_flight.set),
+                    outage,
+                    is_transient,
+                    settings.retry_backoff_max,
+                    on_retry=metrics.retries.inc,
+                ),
+                stop=stop,
+                on_chunk=metrics.chunk_acked,
+            )
+            workers = Workers(intake, sender, finisher, metrics)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
+                group.create_task(intake.run(stop))
+                group.create_task(
+                    probe_forever(
+                        admin.ping,
+                        outage=outage,
+                        interval_s=PROBE_EVERY_S,
+                        timeout_s=settings.request_timeout,
+                        stop=stop,
+                    )
+                )
+                if state is not None:
+                    group.create_task(state.run(stop))
+                for index in range(settings.max_concurrent_files):
+                    group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
+    log.info("Uploader stopped: %d files sent since start, %d waiting", workers.sent, intake.pending)
+
+
+def _chunk_size(settings: UploaderSettings, topic_max: int | None, broker_max: int | None) -> ChunkSizeChoice:
     try:
-        choice = choose_chunk_size(settings.chunk_size, topic.topic_max_message_bytes, topic.broker_max_message_bytes)
+        choice = choose_chunk_size(settings.chunk_size, topic_max, broker_max)
     except ChunkSizeError as exc:
         raise SettingsError(f"invalid setting chunk_size: {exc}") from None
     if not choice.limits_known:
-        log.warning("The message size limits of topic %s cannot be read: assuming Kafka's default", topic.name)
-    log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
-    metrics.chunk_size.set(choice.chunk_size)
-
-    ledger = SentLedger()
-    intake = Intake(settings, ledger, on_skip=lambda reason: metrics.files_skipped.labels(reason).inc())
-    async with ProducerPool(settings, choice.limit, outage) as pool:
-        metrics.kafka_up.set(1)
-        courier = Courier(
-            pool,
-            ByteBudget(settings.max_in_flight_bytes, on_change=metrics.bytes_in_flight.set),
-            outage,
-            is_transient,
-            settings.retry_backoff_max,
-            on_retry=metrics.retries.inc,
-        )
-
-        def chunk_acked(size: int) -> None:
-            metrics.chunks_sent.inc()
-            metrics.bytes_sent.inc(size)
-
-        sender = FileSender(
-            uploader=settings.uploader_name,
-            chunk_size=choice.chunk_size,
-            partitions=lambda: topic.partitions,
-            courier=courier,
-            stop=stop,
-            on_chunk=chunk_acked,
-        )
-        workers = Workers(intake, sender, ledger, metrics)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
-            group.create_task(intake.run(stop))
-            for index in range(settings.max_concurrent_files):
-                group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
-    log.info("Uploader stopped: %d files sent since start, %d waiting", workers.sent, intake.pending)
+        log.warning("The message size limits of topic %s cannot be read: assuming Kafka's default", settings.topic)
+    return choice
 
 
 class Workers:
     """Take static files off the queue and send them, one at a time per worker."""
 
-    def __init__(self, intake: Intake, sender: FileSender, ledger: SentLedger, metrics: UploaderMetrics) -> None:
+    def __init__(self, intake: Intake, sender: FileSender, finisher: Finisher, metrics: UploaderMetrics) -> None:
         self._intake = intake
         self._sender = sender
-        self._ledger = ledger
+        self._finisher = finisher
         self._metrics = metrics
         self.sent = 0
 
@@ -104,7 +132,10 @@ class Workers:
         logs.set_worker(f"stms-upl-{index + 1}")
         while (ready := await lifecycle.next_or_stop(self._intake.ready, stop)) is not None:
             try:
-                await self._send(ready, index)
+                if ready.sent_before:
+                    await self._finisher.tidy(ready)
+                else:
+                    await self._send(ready, index)
             finally:
                 self._intake.finished(ready)
             self._metrics.files_pending.set(self._intake.pending)
@@ -122,12 +153,12 @@ class Workers:
         except PermanentSendError as exc:
             log.error("%s: failed: %s; not retried until the file changes", ready.wire_path, exc)
             metrics.files_failed.labels("kafka").inc()
-            self._ledger.fail(ready.wire_path, ready.state)
+            self._finisher.fail(ready)
         except OSError as exc:
             log.error("%s: cannot be read: %s; retried at the next rescan", ready.wire_path, exc.strerror or exc)
             metrics.files_failed.labels("unreadable").inc()
         else:
-            self._ledger.record(sent)
             self.sent += 1
             metrics.files_sent.inc()
             metrics.file_done()
+            await self._finisher.sent(ready, sent)

@@ -47,6 +47,7 @@ class Intake:
         settings: UploaderSettings,
         ledger: SentLedger,
         on_skip: Callable[[str], None] = lambda reason: None,
+        on_forgotten: Callable[[str], None] = lambda path: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ready: asyncio.Queue[ReadyFile] = asyncio.Queue()
@@ -54,6 +55,8 @@ class Intake:
         self._pattern = settings.pattern
         self._ledger = ledger
         self._on_skip = on_skip
+        self._on_forgotten = on_forgotten
+        self._tidy_sent = settings.after_upload != "keep"
         self._clock = clock
         self._tracker: ReadinessTracker[Path] = ReadinessTracker(settings.min_file_age)
         self._busy: set[str] = set()  # wire paths queued or being sent
@@ -65,16 +68,28 @@ class Intake:
         """Files waiting to become static, queued, or being sent."""
         return len(self._tracker) + len(self._busy)
 
-    def offer(self, path: Path, st: os.stat_result) -> None:
-        """A path seen in the tree, with its lstat."""
+    def offer(self, path: Path, st: os.stat_result) -> str | None:
+        """A path seen in the tree, with its lstat; returns its wire path if it is a file to send."""
         wire_path = self._wire_path(path)
-        if wire_path is None or wire_path in self._busy or not self._is_regular(path, st):
-            return
+        if wire_path is None or not self._is_regular(path, st):
+            return None
+        if wire_path in self._busy:
+            return wire_path
         state = state_of(st)
-        if self._ledger.is_done(wire_path, state):
-            return
-        self._tracker.observe(path, state, self._clock())
-        self._wake.set()
+        if self._ledger.is_sent(wire_path, state):
+            if self._tidy_sent:  # sent before a crash, but not yet deleted or moved
+                self._busy.add(wire_path)
+                self.ready.put_nowait(ReadyFile(path, wire_path, state, sent_before=True))
+        elif not self._ledger.is_done(wire_path, state):
+            self._tracker.observe(path, state, self._clock())
+            self._wake.set()
+        return wire_path
+
+    def rescanned(self, present: set[str]) -> None:
+        """After a complete rescan: forget sent files that have stayed away long enough."""
+        for path in self._ledger.age_out(present, self._clock()):
+            log.info("%s: gone from the tree for a while: forgotten", path)
+            self._on_forgotten(path)
 
     def gone(self, path: Path) -> None:
         self._tracker.forget(path)

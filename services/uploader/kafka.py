@@ -7,17 +7,21 @@ lane), so its chunks stay in order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import aiokafka.errors as kafka_errors
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamsend.shared.kafka import client_options, is_transient, stop_client
+from streamsend.shared.kafka import Admin, client_options, is_transient, stop_client
 from streamsend.shared.retry import Outage, retry_forever
 from streamsend.uploader.delivery import OutgoingRecord
+from streamsend.uploader.ledger import SentFile, SentLedger
 from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.state import decode_state, encode_sent, state_key, state_partition
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +98,121 @@ class ProducerPool:
         return len(await self._producers[0].partitions_for(topic))
 
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+        return await self.send(self._settings.topic, record.key, record.value, record.partition, lane, record.headers)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        partition: int,
+        lane: int = 0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Awaitable[object]:
         producer = self._producers[lane % len(self._producers)]
         future: Awaitable[object] = await producer.send(
-            self._settings.topic,
-            value=record.value,
-            key=record.key,
-            headers=record.headers,
-            partition=record.partition,
+            topic, value=value, key=key, headers=headers or [], partition=partition
         )
         return future
+
+
+STATE_PARTITIONS = 6
+PROGRESS_EVERY_S = 5.0
+
+
+class StateTopic:
+    """This uploader's records in the state topic: read once at start, one written per file sent."""
+
+    def __init__(self, settings: UploaderSettings, outage: Outage) -> None:
+        self._settings = settings
+        self._outage = outage
+        self._topic = settings.state_topic
+        self._partition = 0
+        self._pool: ProducerPool | None = None
+        self._forgotten: asyncio.Queue[str] = asyncio.Queue()
+
+    async def prepare(self, admin: Admin) -> None:
+        partitions = await admin.ensure_topic(self._topic, STATE_PARTITIONS, {"cleanup.policy": "compact"})
+        self._partition = state_partition(self._settings.uploader_name, partitions)
+
+    async def load(self, ledger: SentLedger) -> int:
+        """Read this uploader's records up to the end of its partition; retried until the broker answers."""
+        return int(
+            await retry_forever(
+                lambda: self._load(ledger),
+                outage=self._outage,
+                is_transient=is_transient,
+                backoff_max_s=self._settings.retry_backoff_max,
+            )
+        )
+
+    async def _load(self, ledger: SentLedger) -> int:
+        consumer = AIOKafkaConsumer(
+            **client_options(self._settings, "uploader"), group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        tp = TopicPartition(self._topic, self._partition)
+        started = reported = time.monotonic()
+        records = 0
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    records += 1
+                    decoded = decode_state(self._settings.uploader_name, record.key, record.value)
+                    if decoded is not None:
+                        path, sent = decoded
+                        if sent is None:
+                            ledger.forget(path)
+                        else:
+                            ledger.record(sent)
+                # The end offset some brokers report is wrong; the high watermark of a fetch is not.
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    break
+                if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                    reported = time.monotonic()
+                    log.info("Loading sent files from %s: %d records read so far", self._topic, records)
+        finally:
+            await stop_client(consumer, self._settings.request_timeout)
+        log.info(
+            "Loaded %d sent files from %s (partition %d, %d records) in %.1f s",
+            len(ledger), self._topic, self._partition, records, time.monotonic() - started,
+        )  # fmt: skip
+        return records
+
+    def attach(self, pool: ProducerPool) -> None:
+        self._pool = pool
+
+    async def save(self, sent: SentFile) -> None:
+        """Remember a sent file; returns once the broker has the record."""
+        await self._write(state_key(self._settings.uploader_name, sent.path), encode_sent(sent))
+
+    def forget_soon(self, path: str) -> None:
+        self._forgotten.put_nowait(path)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Write tombstones for forgotten files (they let compaction drop the records)."""
+        while True:
+            getter = asyncio.ensure_future(self._forgotten.get())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((getter, stopper), return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                return
+            await self._write(state_key(self._settings.uploader_name, getter.result()), None)
+
+    async def _write(self, key: bytes, value: bytes | None) -> None:
+        pool = self._pool
+        assert pool is not None
+
+        async def attempt() -> None:
+            await (await pool.send(self._topic, key, value, self._partition))
+
+        await retry_forever(
+            attempt, outage=self._outage, is_transient=is_transient, backoff_max_s=self._settings.retry_backoff_max
+        )

@@ -36,6 +36,7 @@ class ReadyFile:
     path: Path
     wire_path: str
     state: FileState
+    sent_before: bool = False  # sent already as it is: only after_upload is left to do
 
 
 class Progress:

@@ -9,11 +9,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from streamsend.shared.paths import UnsafePathError, sanitize_uploader_name, validate_uploader_name
 from streamsend.shared.protocol import MAX_CHUNK_SIZE
-from streamsend.shared.settings import CommonSettings
+from streamsend.shared.settings import CommonSettings, check_topic_name
 
 
 def _host_name() -> str:
@@ -43,6 +43,17 @@ class UploaderSettings(CommonSettings):
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "none", description="compression of chunk batches"
     )
+    after_upload: Literal["keep", "delete", "move"] = Field(
+        "keep", description="what becomes of a file once every chunk is acknowledged"
+    )
+    done_dir: Path | None = Field(None, description="where after_upload = move puts sent files (same subfolders)")
+    state_topic: str = Field(
+        "streamsend-state", description="compacted topic remembering what was sent ('' = remember in memory only)"
+    )
+    state_max_files: int = Field(200_000, ge=1000, description="files remembered as sent, at most")
+    state_forget_after: float = Field(
+        86400.0, gt=0, description="seconds a sent file may be absent from the tree before it is forgotten"
+    )
 
     @field_validator("input_dir")
     @classmethod
@@ -52,6 +63,25 @@ class UploaderSettings(CommonSettings):
         if not os.access(value, os.R_OK | os.X_OK):
             raise ValueError(f"directory not readable: {value}")
         return value.resolve()
+
+    @field_validator("state_topic")
+    @classmethod
+    def _state_topic(cls, value: str) -> str:
+        return value if value == "" else check_topic_name(value)
+
+    @model_validator(mode="after")
+    def _done_dir(self) -> UploaderSettings:
+        if self.after_upload != "move":
+            return self
+        if self.done_dir is None:
+            raise ValueError("after_upload = move needs done_dir")
+        if not self.done_dir.is_dir() or not os.access(self.done_dir, os.W_OK | os.X_OK):
+            raise ValueError(f"done_dir is not a writable directory: {self.done_dir}")
+        done = self.done_dir.resolve()
+        if done.is_relative_to(self.input_dir) or self.input_dir.is_relative_to(done):
+            raise ValueError("done_dir and input_dir must not contain one another")
+        self.done_dir = done
+        return self
 
     @field_validator("uploader_name")
     @classmethod

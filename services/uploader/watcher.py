@@ -84,8 +84,9 @@ class TreeWatcher:
                 if problem not in self._problems:
                     log.warning("%s", problem)
             self._problems = set(problems)
-            for path, st in found:
-                self._intake.offer(path, st)
+            present = {wire for path, st in found if (wire := self._intake.offer(path, st)) is not None}
+            if not any(problem.startswith(f"cannot read folder {self._root}:") for problem in problems):
+                self._intake.rescanned(present)
             log.log(
                 logging.INFO if first else logging.DEBUG,
                 "Scanned %s: %d entries in %.2f s, %d files waiting",

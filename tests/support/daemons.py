@@ -58,6 +58,7 @@ def uploader(bootstrap: str, topic: str, input_dir: Path, **overrides: Any) -> R
         "rescan_interval": 2.0,
         "request_timeout": 10.0,
         "retry_backoff_max": 2.0,
+        "state_topic": f"{topic}-state",
     }
     values.update(overrides)
     settings = UploaderSettings(**values)

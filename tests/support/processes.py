@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -18,12 +19,13 @@ class DaemonProcess:
         self.log_file = log_file
         self._env = {**os.environ, **env}
         self._args = args
+        self.prefix: list[str] = []  # a wrapper command, such as setpriv
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> DaemonProcess:
         with self.log_file.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamsend", self.role, *self._args,
+                *self.prefix, sys.executable, "-m", "streamsend", self.role, *self._args,
                 env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
         return self
@@ -70,3 +72,17 @@ def daemon_env(bootstrap: str, topic: str, **settings: object) -> dict[str, str]
     }
     env.update({f"STREAMSEND_{name.upper()}": str(value) for name, value in settings.items()})
     return env
+
+
+_LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
+_VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified$")
+
+
+def messages(log: str) -> list[str]:
+    """The messages of a daemon's text log, without time, level and worker."""
+    return _LINE.findall(log)
+
+
+def published(messages_: list[str]) -> list[str]:
+    """Paths the downloader verified and published, once per publication."""
+    return [match.group(1) for message in messages_ if (match := _VERIFIED.match(message))]

@@ -139,7 +139,7 @@ async def test_a_newer_upload_of_the_same_path_supersedes_the_older(harness: Har
     await harness.feed(older[2:])  # late chunks of the abandoned attempt
     assert harness.published().read_bytes() == newer_data
     assert harness.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
-    assert list(harness.store.staging_dir.iterdir()) == [harness.store.staging_dir / ".lock"]
+    assert list(harness.store.staging_dir.iterdir()) == []
 
 
 async def test_a_quiet_upload_is_dropped_and_rebuilt_if_its_uploader_comes_back(harness: Harness) -> None:
@@ -196,3 +196,28 @@ async def test_many_files_interleaved_on_one_partition(harness: Harness) -> None
         await harness.feed([s[round_] for s in streams if round_ < len(s)])
     for name, data in files.items():
         assert harness.published(name).read_bytes() == data
+
+
+async def test_a_restart_reading_published_records_again_publishes_nothing_twice(tmp_path: Path) -> None:
+    first = Harness(tmp_path)
+    await first.store.open()
+    big = chunks_of(os.urandom(20_000), 4096, path="big.bin")
+    small = chunks_of(DATA, 4096, path="small.bin")
+    await first.feed(big[:1])  # the big file stays open: commits hold at offset 0
+    await first.feed(small)
+    inode = first.published("small.bin").stat().st_ino
+    assert first.receiver.committable(0) == 0
+    await first.store.close()  # "crash": nothing committed past offset 0
+
+    second = Harness(tmp_path)
+    await second.store.open()
+    await second.feed(big[:1])
+    await second.feed(small)  # read again after the restart
+    await second.feed(big[1:])
+    assert first.published("small.bin").stat().st_ino == inode  # not published again
+    assert second.metric("streamsend_downloader_files_verified_total") == 1  # only the big one
+    assert first.published("big.bin").stat().st_size == 20_000
+    ledger = tmp_path / ".streamsend" / "published" / "topic-0"
+    assert ledger.read_text().count("\n") == 2
+    await second.receiver.committed("topic", 0, second.receiver.committable(0) or 0)
+    assert not ledger.exists()  # everything committed: nothing left to remember

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -84,15 +85,29 @@ async def test_quarantine_keeps_the_file_outside_the_tree(tmp_path: Path) -> Non
 async def test_staging_left_by_a_dead_process_is_removed_but_a_live_ones_is_not(tmp_path: Path) -> None:
     live = await _store(tmp_path)
     (await live.create("f" * 32)).path.write_bytes(b"in progress")
-    dead = tmp_path / ".streamsend" / "staging" / "deadbeef0000"
+    staging = tmp_path / ".streamsend" / "staging"
+    dead = staging / "deadbeef0000"
     dead.mkdir()
     (dead / ("0" * 32)).write_bytes(b"left over")
-    (dead / ".lock").touch()
+    (staging / "deadbeef0000.lock").touch()  # its lock, no longer held
+    unlocked = staging / "cafe00000000"  # crashed while cleaning up: folder without lock
+    unlocked.mkdir()
+    (staging / "0123456789ab.lock").touch()  # crashed before making its folder
     second = await _store(tmp_path)
-    assert not dead.exists()
+    assert not dead.exists() and not (staging / "deadbeef0000.lock").exists()
+    assert not unlocked.exists() and not (staging / "0123456789ab.lock").exists()
     assert (live.staging_dir / ("f" * 32)).read_bytes() == b"in progress"
     await second.close()
     await live.close()
+    assert list(staging.iterdir()) == []
+
+
+async def test_downloaders_starting_together_on_one_folder_keep_each_others_staging(tmp_path: Path) -> None:
+    stores = [Store(tmp_path, max_open_files=4, fsync=False) for _ in range(8)]
+    await asyncio.gather(*(store.open() for store in stores))
+    assert all(store.staging_dir.is_dir() for store in stores)
+    for store in stores:
+        await store.close()
 
 
 async def test_the_descriptor_cache_closes_the_least_recently_used_idle_file(tmp_path: Path) -> None:

@@ -1,0 +1,97 @@
+"""What happens once a file is sent: remember it, then keep it, delete it or move it to ``done_dir``.
+
+A file is deleted or moved only after every chunk and its state record are acknowledged, and only if it is
+still exactly what was sent (a file rewritten meanwhile stays, and is sent again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from streamsend.uploader.ledger import SentFile, SentLedger
+from streamsend.uploader.pipeline import ReadyFile
+from streamsend.uploader.reader import state_of
+from streamsend.uploader.settings import UploaderSettings
+
+log = logging.getLogger(__name__)
+
+
+class StateRecords(Protocol):
+    async def save(self, sent: SentFile) -> None: ...
+
+    def forget_soon(self, path: str) -> None: ...
+
+
+class Finisher:
+    def __init__(self, settings: UploaderSettings, ledger: SentLedger, state: StateRecords | None) -> None:
+        self._action = settings.after_upload
+        self._done_dir = settings.done_dir
+        self._ledger = ledger
+        self._state = state
+
+    @property
+    def acts_on_sent_files(self) -> bool:
+        return self._action != "keep"
+
+    async def sent(self, ready: ReadyFile, sent: SentFile) -> None:
+        self._ledger.record(sent)
+        if self._state is not None:
+            try:
+                await self._state.save(sent)
+            except Exception as exc:  # transient faults are retried inside; this one will not mend
+                log.error("%s: sent, but not recorded as sent (%s): kept, and sent again after a restart",
+                          ready.wire_path, exc)  # fmt: skip
+                return
+        await self.tidy(ready)
+
+    async def tidy(self, ready: ReadyFile) -> None:
+        """Apply ``after_upload`` to a sent file (also to one found sent at start, after a crash)."""
+        if self._action == "keep":
+            return
+        try:
+            done = await asyncio.to_thread(self._tidy, ready)
+        except OSError as exc:
+            log.error("%s: sent, but could not be %sd: %s", ready.wire_path, self._action, exc.strerror or exc)
+            return
+        if done:
+            self.forget(ready.wire_path)
+
+    def _tidy(self, ready: ReadyFile) -> bool:
+        try:
+            now = state_of(ready.path.lstat())
+        except FileNotFoundError:
+            return True
+        if now != ready.state:
+            log.info("%s: changed since it was sent: kept, and sent again once static", ready.wire_path)
+            return False
+        if self._action == "delete":
+            ready.path.unlink()
+            log.info("%s: deleted after upload", ready.wire_path)
+        else:
+            assert self._done_dir is not None  # enforced by the settings
+            destination = self._done_dir.joinpath(*ready.wire_path.split("/"))
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _move(ready.path, destination)
+            log.info("%s: moved to %s after upload", ready.wire_path, destination)
+        return True
+
+    def fail(self, ready: ReadyFile) -> None:
+        self._ledger.fail(ready.wire_path, ready.state)
+
+    def forget(self, wire_path: str) -> None:
+        if self._ledger.forget(wire_path) and self._state is not None:
+            self._state.forget_soon(wire_path)
+
+
+def _move(source: Path, destination: Path) -> None:
+    try:
+        source.replace(destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # on another filesystem: copy, then delete
+            raise
+        shutil.move(source, destination)

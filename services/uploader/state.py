@@ -1,0 +1,71 @@
+"""Records of the state topic: what each uploader has sent, one compacted record per file.
+
+Key: ``<uploader>\\0<path>`` (UTF-8). Value: JSON of the file as it was sent, or none (a tombstone) once the
+uploader forgets it. Every uploader's records share one partition of the state topic, chosen from its name,
+so at start an uploader reads one partition and nothing of other uploaders but their neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Final
+
+from streamsend.uploader.ledger import SentFile
+
+STATE_VERSION: Final = 1
+SEPARATOR: Final = "\x00"
+
+
+def state_partition(uploader: str, partitions: int) -> int:
+    return zlib.crc32(uploader.encode()) % partitions
+
+
+def state_key(uploader: str, path: str) -> bytes:
+    return f"{uploader}{SEPARATOR}{path}".encode()
+
+
+def encode_sent(sent: SentFile) -> bytes:
+    return json.dumps(
+        {
+            "v": STATE_VERSION,
+            "size": sent.size,
+            "mtime_ns": sent.mtime_ns,
+            "sha256": sent.sha256,
+            "md5": sent.md5,
+            "upload_id": sent.upload_id,
+            "sent_at": sent.sent_at,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_state(uploader: str, key: bytes | None, value: bytes | None) -> tuple[str, SentFile | None] | None:
+    """``(path, sent)`` for a record of this uploader (``sent`` None for a tombstone); None for anything else:
+    another uploader's record, or one this version cannot read."""
+    if key is None:
+        return None
+    try:
+        owner, path = key.decode().split(SEPARATOR, 1)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if owner != uploader or not path:
+        return None
+    if value is None:
+        return path, None
+    try:
+        data = json.loads(value)
+        if data.get("v") != STATE_VERSION:
+            return None
+        sent = SentFile(
+            path=path,
+            size=int(data["size"]),
+            mtime_ns=int(data["mtime_ns"]),
+            sha256=str(data["sha256"]),
+            md5=str(data["md5"]),
+            upload_id=str(data["upload_id"]),
+            sent_at=float(data["sent_at"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return path, sent
