@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from streamsend.shared.memory import tune_allocator
 from streamsend.shared.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run(main: Main, *, grace_s: float) -> int:
     """Run ``main(stop_event)`` until it returns, fails, or a signal stops it; return the exit code."""
+    tune_allocator()
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(supervise(main, grace_s=grace_s))
 

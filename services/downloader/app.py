@@ -39,7 +39,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
     log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
     metrics = DownloaderMetrics(registry if registry is not None else CollectorRegistry())
     outage = Outage("Kafka", on_change=metrics.outage_changed)
-    store = Store(settings.output_dir, max_open_files=settings.max_open_files, fsync=settings.fsync)
+    store = Store(settings.output_dir, max_open_files=settings.max_open_files)
     await store.open()
     try:
         async with Admin(settings, "downloader", outage) as admin:
@@ -50,6 +50,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             metrics,
             stale_after_s=settings.stale_after,
             min_free_bytes=settings.min_free_space,
+            fsync=settings.fsync,
         )
         metrics.kafka_up.set(1)
         await ConsumeLoop(settings, receiver, store, metrics, outage).run(stop)

@@ -27,18 +27,22 @@ class FileDescription:
     chunk_size: int
     mtime_ns: int
 
+    @classmethod
+    def of(cls, header: ChunkHeader) -> FileDescription:
+        return cls(
+            uploader=header.uploader,
+            path=header.path,
+            upload_id=header.upload_id,
+            file_size=header.file_size,
+            count=header.count,
+            chunk_size=header.chunk_size,
+            mtime_ns=header.mtime_ns,
+        )
+
 
 class Assembly:
     def __init__(self, first: ChunkHeader, first_offset: int) -> None:
-        self.file = FileDescription(
-            uploader=first.uploader,
-            path=first.path,
-            upload_id=first.upload_id,
-            file_size=first.file_size,
-            count=first.count,
-            chunk_size=first.chunk_size,
-            mtime_ns=first.mtime_ns,
-        )
+        self.file = FileDescription.of(first)
         self.first_offset = first_offset  # Kafka offset of the first record seen: commits stay at or before it
         self._first = first
         self._received = bytearray(first.count)  # one byte a chunk: 10 KB for a 10 GB file of 1 MB chunks

@@ -104,6 +104,7 @@ class ConsumeLoop:
                 await self._fetch_loop(stop)
         finally:
             async with self._lock:
+                await self._receiver.flush()
                 await self._commit(None)
                 await self._receiver.release(list({tp.partition for tp in consumer.assignment()}), "shutting down")
             await stop_client(consumer, self._settings.request_timeout)
@@ -118,6 +119,7 @@ class ConsumeLoop:
             async with self._lock:
                 if batch:
                     await self._handle(batch)
+                    await self._receiver.flush()
                 if self._waiting is None:
                     await self._receiver.sweep()
                 await self._commit(None)
@@ -204,6 +206,7 @@ class ConsumeLoop:
         if not revoked:
             return
         async with self._lock:
+            await self._receiver.flush()
             await self._commit(revoked)
             await self._receiver.release([tp.partition for tp in revoked], "partition revoked")
             for tp in revoked:

@@ -1,7 +1,7 @@
 """Records in, verified files out: validation, assembly, hashing, publication, and the commit watermark.
 
 Each record is validated before anything touches the disk. Chunks go straight to a staging file; the
-whole-file sha256 and md5 advance as the chunks come in order. The final chunk carries the expected
+whole-file sha256 advances as the chunks come in order. The final chunk carries the expected
 digests: a match is published atomically at ``<output_dir>/<uploader>/<path>``, a mismatch is quarantined.
 Records of one partition are handled one after another; partitions run side by side.
 
@@ -21,10 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from streamsend.downloader.assembly import Assembly, ConflictError
+from streamsend.downloader.assembly import Assembly, ConflictError, FileDescription
+from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
-from streamsend.downloader.published import PublishedLedger
-from streamsend.downloader.store import PublishError, Staging, Store
+from streamsend.downloader.publisher import FsyncPolicy, Publisher
+from streamsend.downloader.store import Staging, Store
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader, ProtocolError, decode
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0
 REMEMBER_FINISHED = 100_000  # upload ids whose late duplicates are recognised and ignored
+INLINE_HASH_BYTES = 256 * 1024  # smaller one-chunk files are hashed on the event loop: cheaper than a hop
 REMEMBER_DROPPED = 10_000  # stale uploads that can still be rebuilt if their uploader comes back
 REJECT_LOG_BURST = 20  # rejected records logged one by one per reason and minute; the rest are summed up
 
@@ -68,20 +70,23 @@ class Rewind(Exception):
 
 
 class _Build:
-    """An upload being rebuilt: bookkeeping, staging file, running hashes."""
+    """An upload being rebuilt: bookkeeping, staging file, running hash.
+
+    Only the SHA-256 is computed again here: it is what proves the file whole. The MD5 the uploader computed
+    over the same bytes is shown as sent; computing it a second time would cost a third of the downloader's
+    CPU for nothing the SHA-256 does not already guarantee.
+    """
 
     def __init__(self, assembly: Assembly, staging: Staging, partition: int, now: float) -> None:
         self.assembly = assembly
         self.staging = staging
         self.partition = partition
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
         self.last_seen = now
         self.reported = now
 
     def fold(self, data: bytes) -> None:
         self.sha256.update(data)
-        self.md5.update(data)
 
 
 class _RejectLog:
@@ -114,12 +119,12 @@ class Receiver:
         *,
         stale_after_s: float,
         min_free_bytes: int,
+        fsync: FsyncPolicy = "batch",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._metrics = metrics
-        self._ledger = PublishedLedger(store.work, fsync=store.fsync)
-        self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
+        self._completion = Completion(store, Publisher(store, fsync), metrics)
         self._stale_after_s = stale_after_s
         self._min_free_bytes = min_free_bytes
         self._clock = clock
@@ -143,9 +148,7 @@ class Receiver:
         mark = self._marks.get(record.partition)
         if mark is None:
             mark = self._marks[record.partition] = PartitionWatermark()
-            self._published[record.partition] = await asyncio.to_thread(
-                self._ledger.load, record.topic, record.partition
-            )
+            await self._completion.load(record.topic, record.partition)
         try:
             header = decode(record.headers, record.value)
         except ProtocolError as exc:
@@ -159,7 +162,7 @@ class Receiver:
         if header.upload_id in self._finished:
             self._metrics.chunks_duplicate.inc()
             return
-        if header.upload_id in self._published[record.partition]:
+        if self._completion.was_published(record.partition, header.upload_id):
             log.info("%s: upload %s was published before a restart: not again", header.path, header.upload_id)
             self._remember_finished(header.upload_id)
             self._metrics.chunks_duplicate.inc()
@@ -175,6 +178,9 @@ class Receiver:
                 self._reject(record, "too_large", f"file of {header.file_size} bytes exceeds the output filesystem")
                 return
             self._check_space(len(value), header)
+            if header.count == 1:
+                await self._whole(header, record, value, mark)
+                return
             build = await self._start(header, record, mark)
         elif build.partition != record.partition:
             self._reject(record, "conflict", f"upload {header.upload_id} seen on partition {build.partition}")
@@ -193,6 +199,35 @@ class Receiver:
         await self._write(build, header, value)
         if build.assembly.complete:
             await self._finish(build, record)
+
+    async def _whole(self, header: ChunkHeader, record: Record, value: bytes, mark: PartitionWatermark) -> None:
+        """A file of one chunk: verified in memory, and written only with its publication."""
+        await self._supersede(record.partition, header)
+        digest = header.digest
+        assert digest is not None  # the one chunk is the final chunk
+        sha256 = (
+            hashlib.sha256(value).hexdigest()
+            if len(value) <= INLINE_HASH_BYTES
+            else await asyncio.to_thread(lambda: hashlib.sha256(value).hexdigest())
+        )
+        mark.open(header.upload_id, record.offset)
+        self._remember_finished(header.upload_id)
+        self._metrics.chunks_received.inc()
+        self._metrics.bytes_received.inc(len(value))
+        log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", header.path, len(value))
+        await self._completion.complete(
+            Completed(
+                file=FileDescription.of(header),
+                staging=Staging(self._store.staging_dir / header.upload_id),
+                sha256=sha256,
+                expected=digest,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                done=lambda: mark.close(header.upload_id),
+                data=value,
+            )
+        )
 
     async def _write(self, build: _Build, header: ChunkHeader, value: bytes) -> None:
         assembly = build.assembly
@@ -230,13 +265,17 @@ class Receiver:
         if available - size < self._min_free_bytes:
             raise NeedSpace(available, size + self._min_free_bytes, header.path)
 
-    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> _Build:
-        key = (record.partition, header.uploader, header.path)
-        older = self._by_path.get(key)
+    async def _supersede(self, partition: int, header: ChunkHeader) -> None:
+        """A newer upload of a path makes the unfinished older one pointless."""
+        older = self._by_path.get((partition, header.uploader, header.path))
         if older is not None and older in self._builds:
             superseded = self._builds[older]
             await self._drop(superseded, "superseded by a newer upload of the same file", "superseded")
             self._remember_finished(older)
+
+    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> _Build:
+        key = (record.partition, header.uploader, header.path)
+        await self._supersede(record.partition, header)
         staging = await self._store.create(header.upload_id)
         build = _Build(Assembly(header, record.offset), staging, record.partition, self._clock())
         self._builds[header.upload_id] = build
@@ -246,33 +285,27 @@ class Receiver:
         return build
 
     async def _finish(self, build: _Build, record: Record) -> None:
-        assembly, file = build.assembly, build.assembly.file
-        expected = assembly.digest
-        assert expected is not None  # complete implies the final chunk arrived
-        sha256, md5 = build.sha256.hexdigest(), build.md5.hexdigest()
-        count = file.count
-        width = max(5, len(str(count)))
-        where = f"{file.path} ({count:0{width}d}/{count:0{width}d}):   "
-        parts = file.path.split("/")
-        try:
-            if (sha256, md5) != (expected.sha256, expected.md5):
-                raise _Mismatch(f"sha256 {sha256} (md5 {md5}) where {expected.sha256} (md5 {expected.md5}) was sent")
-            await self._store.publish(build.staging, self._store.target(file.uploader, parts), file.mtime_ns)
-            await asyncio.to_thread(self._ledger.add, record.topic, record.partition, file.upload_id, record.offset)
-            self._published[record.partition][file.upload_id] = record.offset
-        except (_Mismatch, PublishError) as exc:
-            kept = await self._store.quarantine(build.staging, file.uploader, parts, file.upload_id)
-            log.error("%s final chunk, verification failed: %s; kept aside as %s", where, exc, kept)
-            self._metrics.files_quarantined.inc()
-            self._metrics.files_failed.labels("checksum" if isinstance(exc, _Mismatch) else "conflict").inc()
-        else:
-            log.info(
-                "%s final chunk, downloaded: %d bytes, sha256 %s md5 %s verified", where, file.file_size, sha256, md5
-            )
-            self._metrics.files_verified.inc()
-            self._metrics.file_done()
-        self._forget(build)
+        file = build.assembly.file
+        assert build.assembly.digest is not None  # complete implies the final chunk arrived
+        self._forget(build, keep_open=True)
         self._remember_finished(file.upload_id)
+        mark = self._marks[record.partition]
+        await self._completion.complete(
+            Completed(
+                file=file,
+                staging=build.staging,
+                sha256=build.sha256.hexdigest(),
+                expected=build.assembly.digest,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                done=lambda: mark.close(file.upload_id),
+            )
+        )
+
+    async def flush(self) -> None:
+        """Publish the files verified since the last flush (before their offsets are committed)."""
+        await self._completion.flush()
 
     async def _drop(self, build: _Build, why: str, reason: str, level: int = logging.WARNING) -> None:
         file = build.assembly.file
@@ -285,14 +318,15 @@ class Receiver:
         self._metrics.files_failed.labels(reason).inc()
         self._forget(build)
 
-    def _forget(self, build: _Build) -> None:
+    def _forget(self, build: _Build, *, keep_open: bool = False) -> None:
+        """No more chunks for this upload; unless ``keep_open``, it stops holding commits back too."""
         file = build.assembly.file
         del self._builds[file.upload_id]
         key = (build.partition, file.uploader, file.path)
         if self._by_path.get(key) == file.upload_id:
             del self._by_path[key]
         mark = self._marks.get(build.partition)
-        if mark is not None:
+        if mark is not None and not keep_open:
             mark.close(file.upload_id)
         self._metrics.open_assemblies.set(len(self._builds))
 
@@ -321,14 +355,7 @@ class Receiver:
             build.last_seen = now
 
     async def committed(self, topic: str, partition: int, offset: int) -> None:
-        """The offset is committed: records before it are never read again, so their ledger entries can go."""
-        published = self._published.get(partition)
-        if not published:
-            return
-        kept = {upload_id: at for upload_id, at in published.items() if at >= offset}
-        if len(kept) < len(published):
-            self._published[partition] = kept
-            await asyncio.to_thread(self._ledger.rewrite, topic, partition, kept)
+        await self._completion.committed(topic, partition, offset)
 
     async def release(self, partitions: Sequence[int], why: str) -> None:
         """Forget partitions (revoked, or shutting down): their unfinished uploads are dropped cleanly."""
@@ -336,8 +363,4 @@ class Receiver:
             await self._drop(build, why, "released", logging.INFO)
         for partition in partitions:
             self._marks.pop(partition, None)
-            self._published.pop(partition, None)
-
-
-class _Mismatch(Exception):
-    pass
+            self._completion.release(partition)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 
 class PublishedLedger:
-    def __init__(self, work_dir: Path, *, fsync: bool) -> None:
+    def __init__(self, work_dir: Path) -> None:
         self._folder = work_dir / "published"
-        self._fsync = fsync
 
     def _path(self, topic: str, partition: int) -> Path:
         return self._folder / f"{topic}-{partition}"
@@ -33,12 +32,12 @@ class PublishedLedger:
                     entries[upload_id] = int(offset)
         return entries
 
-    def add(self, topic: str, partition: int, upload_id: str, offset: int) -> None:
+    def add(self, topic: str, partition: int, upload_id: str, offset: int, *, sync: bool) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path(topic, partition), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, f"{upload_id} {offset}\n".encode())
-            if self._fsync:
+            if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
+from streamsend.downloader.publisher import FsyncPolicy
 from streamsend.shared.settings import CommonSettings
 
 
@@ -25,7 +26,9 @@ class DownloaderSettings(CommonSettings):
     max_fetch_bytes: ByteSize = Field(
         ByteSize(16 * 1024 * 1024), ge=1024 * 1024, description="bytes fetched from Kafka at once"
     )
-    fsync: bool = Field(True, description="make each file durable before committing its offsets")
+    fsync: FsyncPolicy = Field(
+        "batch", description="durability before offsets are committed: batch (grouped syncs), file, or off"
+    )
 
     @field_validator("output_dir")
     @classmethod

@@ -84,11 +84,21 @@ class DescriptorCache:
                 return  # all busy: go over the limit rather than wait
             self.close(idle)
 
-    def close(self, staging: Staging) -> None:
+    def adopt(self, staging: Staging) -> None:
+        """A staging file opened by its creator joins the cache."""
+        self._evict()
+        self._open[staging.path] = staging
+
+    def detach(self, staging: Staging) -> int | None:
+        """Take the descriptor out of the cache (the caller closes it); None if it was not open."""
         self._open.pop(staging.path, None)
-        if staging.fd is not None:
-            os.close(staging.fd)
-            staging.fd = None
+        fd, staging.fd = staging.fd, None
+        return fd
+
+    def close(self, staging: Staging) -> None:
+        fd = self.detach(staging)
+        if fd is not None:
+            os.close(fd)
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -108,7 +118,7 @@ def _pread_exact(fd: int, length: int, offset: int) -> bytes:
     return data
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -117,13 +127,12 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, output_dir: Path, *, max_open_files: int, fsync: bool) -> None:
+    def __init__(self, output_dir: Path, *, max_open_files: int) -> None:
         self.root = output_dir.resolve()
         self.work = self.root / WORK_DIR
         self.staging_root = self.work / "staging"
         self.quarantine_root = self.work / "quarantine"
         self.staging_dir = self.staging_root / uuid.uuid4().hex[:12]
-        self.fsync = fsync
         self._descriptors = DescriptorCache(max_open_files)
         self._lock_fd: int | None = None
 
@@ -188,10 +197,13 @@ class Store:
         return Space(available=st.f_bavail * st.f_frsize, capacity=st.f_blocks * st.f_frsize)
 
     async def create(self, upload_id: str) -> Staging:
-        path = self.staging_dir / upload_id
-        fd = await asyncio.to_thread(os.open, path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o666)
-        os.close(fd)
-        return Staging(path)
+        """A new, empty staging file, left open for the chunks to come."""
+        staging = Staging(self.staging_dir / upload_id)
+        staging.fd = await asyncio.to_thread(
+            os.open, staging.path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o666
+        )
+        self._descriptors.adopt(staging)
+        return staging
 
     async def write(self, staging: Staging, offset: int, data: bytes, fold: Callable[[bytes], None] | None) -> None:
         """Write a chunk in place; ``fold`` (hashing) runs in the same worker thread when given."""
@@ -221,27 +233,23 @@ class Store:
     def target(self, uploader: str, parts: Sequence[str]) -> Path:
         return self.root.joinpath(uploader, *parts)
 
-    async def publish(self, staging: Staging, target: Path, mtime_ns: int) -> None:
-        """Make the staging file durable, then rename it to its target in one atomic step."""
-        async with self._descriptors.use(staging) as fd:
-            if self.fsync:
-                await asyncio.to_thread(os.fsync, fd)
-        self._descriptors.close(staging)
-        await asyncio.to_thread(self._publish_sync, staging.path, target, mtime_ns)
+    def detach(self, staging: Staging) -> int | None:
+        """Hand a staging file's descriptor (if open) to the publisher, which closes it."""
+        return self._descriptors.detach(staging)
 
-    def _publish_sync(self, source: Path, target: Path, mtime_ns: int) -> None:
+    def place(self, source: Path, target: Path, mtime_ns: int, *, sync_folders: bool) -> Path:
+        """Rename a verified staging file to its target (in a worker thread); returns the target's folder."""
         os.utime(source, ns=(mtime_ns, mtime_ns))
-        parent = self._make_folders(target.parent)
+        parent = self._make_folders(target.parent, sync_new=sync_folders)
         try:
             if stat.S_ISDIR(target.lstat().st_mode):
                 raise PublishError(f"a folder is in the way at {target.relative_to(self.root)}")
         except FileNotFoundError:
             pass
         source.rename(target)
-        if self.fsync:
-            _fsync_dir(parent)
+        return parent
 
-    def _make_folders(self, folder: Path) -> Path:
+    def _make_folders(self, folder: Path, *, sync_new: bool) -> Path:
         """Create the folders down to ``folder`` inside the root, refusing symlinks and files in the way."""
         current = self.root
         for part in folder.relative_to(self.root).parts:
@@ -251,8 +259,8 @@ class Store:
             except FileExistsError:
                 pass  # there already, perhaps made a moment ago by another partition: checked below
             else:
-                if self.fsync:
-                    _fsync_dir(current.parent)
+                if sync_new:
+                    fsync_dir(current.parent)
                 continue
             mode = current.lstat().st_mode
             if not stat.S_ISDIR(mode):

@@ -21,7 +21,7 @@ from streamsend.uploader.delivery import Courier, PermanentSendError
 from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
 from streamsend.uploader.kafka import ProducerPool, StateTopic
-from streamsend.uploader.ledger import SentLedger
+from streamsend.uploader.ledger import SentFile, SentLedger
 from streamsend.uploader.pipeline import FileSender, Interrupted, ReadyFile
 from streamsend.uploader.planner import ChunkSizeChoice, ChunkSizeError, choose_chunk_size
 from streamsend.uploader.reader import FileChangedError
@@ -89,23 +89,34 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
                 on_chunk=metrics.chunk_acked,
             )
             workers = Workers(intake, sender, finisher, metrics)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
-                group.create_task(intake.run(stop))
-                group.create_task(
-                    probe_forever(
-                        admin.ping,
-                        outage=outage,
-                        interval_s=PROBE_EVERY_S,
-                        timeout_s=settings.request_timeout,
-                        stop=stop,
-                    )
-                )
-                if state is not None:
-                    group.create_task(state.run(stop))
-                for index in range(settings.max_concurrent_files):
-                    group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
+            try:
+                await _run_tasks(settings, stop, intake, workers, admin, outage, state)
+            finally:
+                await finisher.drain()
     log.info("Uploader stopped: %d files sent since start, %d waiting", workers.sent, intake.pending)
+
+
+async def _run_tasks(
+    settings: UploaderSettings,
+    stop: asyncio.Event,
+    intake: Intake,
+    workers: Workers,
+    admin: Admin,
+    outage: Outage,
+    state: StateTopic | None,
+) -> None:
+    async with asyncio.TaskGroup() as group:
+        group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
+        group.create_task(intake.run(stop))
+        group.create_task(
+            probe_forever(
+                admin.ping, outage=outage, interval_s=PROBE_EVERY_S, timeout_s=settings.request_timeout, stop=stop
+            )
+        )
+        if state is not None:
+            group.create_task(state.run(stop))
+        for index in range(settings.max_concurrent_files):
+            group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
 
 
 def _chunk_size(settings: UploaderSettings, topic_max: int | None, broker_max: int | None) -> ChunkSizeChoice:
@@ -118,8 +129,12 @@ def _chunk_size(settings: UploaderSettings, topic_max: int | None, broker_max: i
     return choice
 
 
+GROUP_FILES = 100  # one-chunk files sent together, at most
+GROUP_BYTES = 4 * 1024 * 1024
+
+
 class Workers:
-    """Take static files off the queue and send them, one at a time per worker."""
+    """Take static files off the queue and send them: a big file alone, small ones in groups."""
 
     def __init__(self, intake: Intake, sender: FileSender, finisher: Finisher, metrics: UploaderMetrics) -> None:
         self._intake = intake
@@ -131,34 +146,77 @@ class Workers:
     async def run(self, index: int, stop: asyncio.Event) -> None:
         logs.set_worker(f"stms-upl-{index + 1}")
         while (ready := await lifecycle.next_or_stop(self._intake.ready, stop)) is not None:
+            group, leftover = self._group(ready)
             try:
-                if ready.sent_before:
-                    await self._finisher.tidy(ready)
-                else:
-                    await self._send(ready, index)
+                if len(group) > 1 or (group and self._sender.fits_one_chunk(group[0])):
+                    await self._send_group(group, index)
+                for item in leftover:
+                    await self._one(item, index)
             finally:
-                self._intake.finished(ready)
+                for item in [*group, *leftover]:
+                    self._intake.finished(item)
             self._metrics.files_pending.set(self._intake.pending)
 
-    async def _send(self, ready: ReadyFile, lane: int) -> None:
-        metrics = self._metrics
+    def _group(self, first: ReadyFile) -> tuple[list[ReadyFile], list[ReadyFile]]:
+        """One-chunk files waiting in the queue go together, up to a count and a size."""
+        if first.sent_before or not self._sender.fits_one_chunk(first):
+            return [], [first]
+        group, size = [first], first.state.size
+        while len(group) < GROUP_FILES:
+            try:
+                following = self._intake.ready.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if following.sent_before or not self._sender.fits_one_chunk(following):
+                return group, [following]
+            if size + following.state.size > GROUP_BYTES:
+                return group, [following]
+            group.append(following)
+            size += following.state.size
+        return group, []
+
+    async def _one(self, ready: ReadyFile, lane: int) -> None:
+        if ready.sent_before:
+            await self._finisher.tidy(ready)
+            return
         try:
             sent = await self._sender.send(ready, lane)
-        except FileChangedError as exc:
-            log.warning("%s: %s; it will be sent once it is static again", ready.wire_path, exc)
+        except (FileChangedError, Interrupted, PermanentSendError, OSError) as exc:
+            self._failed(ready, exc)
+        else:
+            self._done([(ready, sent)])
+            await self._finisher.sent_many([(ready, sent)])
+
+    async def _send_group(self, group: list[ReadyFile], lane: int) -> None:
+        done = []
+        for ready, outcome in zip(group, await self._sender.send_group(group, lane), strict=True):
+            if isinstance(outcome, SentFile):
+                done.append((ready, outcome))
+            else:
+                self._failed(ready, outcome)
+        self._done(done)
+        await self._finisher.sent_many(done)
+
+    def _done(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
+        self.sent += len(done)
+        if done:
+            self._metrics.files_sent.inc(len(done))
+            self._metrics.file_done()
+
+    def _failed(self, ready: ReadyFile, exc: Exception) -> None:
+        metrics, name = self._metrics, ready.wire_path
+        if isinstance(exc, FileChangedError):
+            log.warning("%s: %s; it will be sent once it is static again", name, exc)
             metrics.files_failed.labels("changed").inc()
-        except Interrupted as exc:
-            log.info("%s: %s; it will be sent again from the start", ready.wire_path, exc)
+        elif isinstance(exc, Interrupted):
+            log.info("%s: %s; it will be sent again from the start", name, exc)
             metrics.files_failed.labels("interrupted").inc()
-        except PermanentSendError as exc:
-            log.error("%s: failed: %s; not retried until the file changes", ready.wire_path, exc)
+        elif isinstance(exc, PermanentSendError):
+            log.error("%s: failed: %s; not retried until the file changes", name, exc)
             metrics.files_failed.labels("kafka").inc()
             self._finisher.fail(ready)
-        except OSError as exc:
-            log.error("%s: cannot be read: %s; retried at the next rescan", ready.wire_path, exc.strerror or exc)
+        elif isinstance(exc, OSError):
+            log.error("%s: cannot be read: %s; retried at the next rescan", name, exc.strerror or exc)
             metrics.files_failed.labels("unreadable").inc()
         else:
-            self.sent += 1
-            metrics.files_sent.inc()
-            metrics.file_done()
-            await self._finisher.sent(ready, sent)
+            raise exc

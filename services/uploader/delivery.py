@@ -91,13 +91,12 @@ class FileDelivery:
             raise
 
     async def send(self, record: OutgoingRecord) -> None:
-        """Wait for room in the budget, enqueue the record and confirm it in the background."""
-        size = len(record.value)
-        await self._courier.budget.acquire(size)
+        """Enqueue a record whose bytes are reserved in the budget; it is confirmed in the background, and its
+        reservation released once acknowledged (or once it fails for good)."""
         try:
             ack = await self._enqueue(record)
         except BaseException:
-            self._courier.budget.release(size)
+            self._courier.budget.release(len(record.value))
             raise
         self._group.create_task(self._confirm(record, ack))
 

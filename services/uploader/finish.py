@@ -1,7 +1,9 @@
 """What happens once a file is sent: remember it, then keep it, delete it or move it to ``done_dir``.
 
 A file is deleted or moved only after every chunk and its state record are acknowledged, and only if it is
-still exactly what was sent (a file rewritten meanwhile stays, and is sent again).
+still exactly what was sent (a file rewritten meanwhile stays, and is sent again). State records are
+confirmed in the background, so that a worker moves on to its next file at once: with many small files,
+waiting a round trip for each record would halve the rate. ``drain()`` waits for them before shutdown.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ log = logging.getLogger(__name__)
 
 
 class StateRecords(Protocol):
-    async def save(self, sent: SentFile) -> None: ...
+    async def save_many(self, sents: list[SentFile]) -> None: ...
 
     def forget_soon(self, path: str) -> None: ...
+
+
+MAX_UNCONFIRMED = 100  # groups of state records awaiting acknowledgement; a worker waits past that
 
 
 class Finisher:
@@ -33,21 +38,47 @@ class Finisher:
         self._done_dir = settings.done_dir
         self._ledger = ledger
         self._state = state
+        self._unconfirmed: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_UNCONFIRMED)
 
     @property
     def acts_on_sent_files(self) -> bool:
         return self._action != "keep"
 
-    async def sent(self, ready: ReadyFile, sent: SentFile) -> None:
-        self._ledger.record(sent)
-        if self._state is not None:
-            try:
-                await self._state.save(sent)
-            except Exception as exc:  # transient faults are retried inside; this one will not mend
+    async def sent_many(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
+        """Remember files just sent; their state records are confirmed (and the files tidied) in the
+        background."""
+        if not done:
+            return
+        for _, sent in done:
+            self._ledger.record(sent)
+        if self._state is None:
+            for ready, _ in done:
+                await self.tidy(ready)
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._record(done))
+        self._unconfirmed.add(task)
+        task.add_done_callback(self._unconfirmed.discard)
+
+    async def _record(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
+        assert self._state is not None
+        try:
+            await self._state.save_many([sent for _, sent in done])
+        except Exception as exc:  # transient faults are retried inside; this one will not mend
+            for ready, _ in done:
                 log.error("%s: sent, but not recorded as sent (%s): kept, and sent again after a restart",
                           ready.wire_path, exc)  # fmt: skip
-                return
-        await self.tidy(ready)
+            return
+        finally:
+            self._slots.release()
+        for ready, _ in done:
+            await self.tidy(ready)
+
+    async def drain(self) -> None:
+        """Wait until every state record is acknowledged (and the file it names tidied)."""
+        while self._unconfirmed:
+            await asyncio.gather(*self._unconfirmed, return_exceptions=True)
 
     async def tidy(self, ready: ReadyFile) -> None:
         """Apply ``after_upload`` to a sent file (also to one found sent at start, after a crash)."""

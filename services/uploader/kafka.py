@@ -187,9 +187,21 @@ class StateTopic:
     def attach(self, pool: ProducerPool) -> None:
         self._pool = pool
 
-    async def save(self, sent: SentFile) -> None:
-        """Remember a sent file; returns once the broker has the record."""
-        await self._write(state_key(self._settings.uploader_name, sent.path), encode_sent(sent))
+    async def save_many(self, sents: list[SentFile]) -> None:
+        """Remember sent files; returns once the broker has every record. They are handed over in order
+        and acknowledged together; any that fails is written again on its own, retried until it succeeds."""
+        pool = self._pool
+        assert pool is not None
+        records = [(state_key(self._settings.uploader_name, s.path), encode_sent(s)) for s in sents]
+        try:
+            acks = [await pool.send(self._topic, key, value, self._partition) for key, value in records]
+        except Exception:
+            failed = records  # not even handed over: each is written on its own below
+        else:
+            results = await asyncio.gather(*acks, return_exceptions=True)
+            failed = [record for record, result in zip(records, results, strict=True) if isinstance(result, Exception)]
+        for key, value in failed:
+            await self._write(key, value)
 
     def forget_soon(self, path: str) -> None:
         self._forgotten.put_nowait(path)

@@ -8,9 +8,12 @@ video.avi: Successfully processed. sha256 … md5 …
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import os
+import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +22,19 @@ from streamsend.shared.protocol import ChunkHeader, chunk_count, encode, record_
 from streamsend.uploader.delivery import Courier, OutgoingRecord
 from streamsend.uploader.ledger import SentFile
 from streamsend.uploader.planner import partition_for, spans
-from streamsend.uploader.reader import ChunkReader
+from streamsend.uploader.reader import ChunkReader, read_many
 from streamsend.uploader.readiness import FileState
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0
+
+
+_ids = random.Random(os.urandom(32))  # unique ids without a system call each
+
+
+def new_upload_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
 
 
 class Interrupted(Exception):
@@ -58,7 +68,7 @@ class Progress:
         width = max(5, len(str(self._count)))
         line = f"{self._name} ({record.index + 1:0{width}d} of {self._count:0{width}d}) chunk uploaded"
         if self._count == 1:
-            log.info("%s", line)
+            log.debug("%s", line)  # the "Successfully processed" line says it all for a one-chunk file
         elif self.acked in (1, self._count) or now - self._last_report >= PROGRESS_EVERY_S:
             self._last_report = now
             elapsed = max(now - self._started, 1e-6)
@@ -87,10 +97,62 @@ class FileSender:
         self._stop = stop
         self._on_chunk = on_chunk
 
+    def fits_one_chunk(self, ready: ReadyFile) -> bool:
+        return ready.state.size <= self._chunk_size
+
+    async def send_group(self, group: list[ReadyFile], lane: int) -> list[SentFile | Exception]:
+        """One-chunk files together: read in one thread hop, their records handed over in order, their
+        acknowledgements awaited together. Returns, for each file, what was sent or why it was not."""
+        budget = self._courier.budget
+        total = sum(ready.state.size for ready in group)
+        await budget.acquire(total)
+        try:
+            wholes = await asyncio.to_thread(read_many, [(ready.path, ready.state) for ready in group])
+        except BaseException:
+            budget.release(total)
+            raise
+        outcomes: list[SentFile | Exception] = []
+        records: list[OutgoingRecord] = []
+        for ready, whole in zip(group, wholes, strict=True):
+            if isinstance(whole, Exception):
+                budget.release(ready.state.size)
+                outcomes.append(whole)
+                continue
+            upload_id = new_upload_id()
+            name = ready.wire_path
+            log.info("%s: %d bytes, creating 1 %d-byte chunks", name, ready.state.size, self._chunk_size)
+            header = ChunkHeader(
+                uploader=self._uploader, path=name, upload_id=upload_id, index=0, count=1,
+                chunk_size=self._chunk_size, offset=0, file_size=ready.state.size, mtime_ns=ready.state.mtime_ns,
+                crc32c=whole.crc32c, digest=whole.digest,
+            )  # fmt: skip
+            partition = partition_for(self._uploader, name, self._partitions())
+            records.append(OutgoingRecord(record_key(upload_id), whole.data, encode(header), partition, 0))
+            outcomes.append(SentFile(name, ready.state.size, ready.state.mtime_ns, whole.digest.sha256,
+                                     whole.digest.md5, upload_id, 0.0))  # fmt: skip
+        handed = 0
+        try:
+            async with self._courier.file(lane, lambda record: self._on_chunk(len(record.value))) as delivery:
+                for record in records:
+                    handed += 1
+                    await delivery.send(record)
+        except BaseException as exc:
+            for record in records[handed:]:
+                budget.release(len(record.value))
+            if not isinstance(exc, Exception):
+                raise
+            return [exc if isinstance(outcome, SentFile) else outcome for outcome in outcomes]
+        now = time.time()
+        sent = [dataclasses.replace(o, sent_at=now) if isinstance(o, SentFile) else o for o in outcomes]
+        for outcome in sent:
+            if isinstance(outcome, SentFile):
+                log.info("%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5)
+        return sent
+
     async def send(self, ready: ReadyFile, lane: int) -> SentFile:
         """Send every chunk and wait for all acknowledgements; FileChangedError if the file moved under us."""
         name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
-        upload_id = uuid.uuid4().hex
+        upload_id = new_upload_id()
         count = chunk_count(size, chunk_size)
         partition = partition_for(self._uploader, name, self._partitions())
         log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size)
@@ -100,28 +162,35 @@ class FileSender:
             progress.ack(record)
             self._on_chunk(len(record.value))
 
-        async with ChunkReader(ready.path, ready.state) as reader, self._courier.file(lane, acked) as delivery:
-            for span in spans(size, chunk_size):
-                if self._stop.is_set():
-                    raise Interrupted(f"interrupted by shutdown after {span.index} of {count} chunks")
-                data, crc = await reader.read(span)
-                final = span.index == count - 1
-                if final:
-                    await reader.verify_unchanged()
-                header = ChunkHeader(
-                    uploader=self._uploader,
-                    path=name,
-                    upload_id=upload_id,
-                    index=span.index,
-                    count=count,
-                    chunk_size=chunk_size,
-                    offset=span.offset,
-                    file_size=size,
-                    mtime_ns=ready.state.mtime_ns,
-                    crc32c=crc,
-                    digest=reader.digest() if final else None,
-                )
-                await delivery.send(OutgoingRecord(record_key(upload_id), data, encode(header), partition, span.index))
+        budget = self._courier.budget
+        async with (
+            ChunkReader(ready.path, ready.state, budget) as reader,
+            self._courier.file(lane, acked) as delivery,
+            contextlib.aclosing(reader.chunks(spans(size, chunk_size))) as chunks,
+        ):
+            async for span, data, crc in chunks:
+                try:
+                    if self._stop.is_set():
+                        raise Interrupted(f"interrupted by shutdown after {span.index} of {count} chunks")
+                    final = span.index == count - 1
+                    header = ChunkHeader(
+                        uploader=self._uploader,
+                        path=name,
+                        upload_id=upload_id,
+                        index=span.index,
+                        count=count,
+                        chunk_size=chunk_size,
+                        offset=span.offset,
+                        file_size=size,
+                        mtime_ns=ready.state.mtime_ns,
+                        crc32c=crc,
+                        digest=reader.digest() if final else None,
+                    )
+                    record = OutgoingRecord(record_key(upload_id), data, encode(header), partition, span.index)
+                except BaseException:
+                    budget.release(len(data))
+                    raise
+                await delivery.send(record)
             digest = reader.digest()
         log.info("%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5)
         return SentFile(

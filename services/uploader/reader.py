@@ -1,8 +1,14 @@
 """Reading a file chunk by chunk while hashing it, and noticing when it changes underneath.
 
 A file is opened without following symlinks and without blocking (a FIFO swapped in after the scan is
-never waited on), checked against the state that made it ready, and checked again before its last chunk
-leaves: a file that changed is abandoned for this attempt.
+never waited on), checked against the state that made it ready, and checked again as its last chunk is
+read: a file that changed is abandoned for this attempt.
+
+``chunks()`` reads one chunk ahead: while a chunk is handed to Kafka, the next is read and hashed in a
+worker thread. Each chunk's bytes are reserved in the byte budget before it is read, so read-ahead counts
+towards ``max_in_flight_bytes`` like everything else. Opening (with its check), and each chunk's read with
+its hashing (and, for the last, the final check), are one thread hop each: for the many-small-files case,
+hops are most of the cost. aiofiles is not used here for that reason: its read and close would add hops.
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import aiofiles
-from aiofiles.threadpool.binary import AsyncFileIO
-
 from streamsend.shared.protocol import FileDigest, crc32c
+from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.planner import Span
 from streamsend.uploader.readiness import FileState
 
@@ -29,79 +35,144 @@ class FileChangedError(Exception):
     """The file is no longer what was found static: changed, truncated, replaced or gone."""
 
 
-def _open_safely(path: str, flags: int) -> int:
-    del flags  # the mode is ours to choose, not the caller's
-    return os.open(path, _OPEN_FLAGS)
-
-
 def state_of(st: os.stat_result) -> FileState:
     return FileState(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
 class ChunkReader:
-    def __init__(self, path: Path, expected: FileState) -> None:
+    def __init__(self, path: Path, expected: FileState, budget: ByteBudget) -> None:
         self._path = path
         self._expected = expected
-        self._file: AsyncFileIO | None = None
+        self._budget = budget
+        self._fd: int | None = None
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
 
     async def __aenter__(self) -> ChunkReader:
-        try:
-            self._file = await aiofiles.open(self._path, "rb", buffering=0, opener=_open_safely)
-        except FileNotFoundError:
-            raise FileChangedError("gone before it could be read") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise FileChangedError("replaced by a symlink") from None
-            raise
-        try:
-            self._check(await asyncio.to_thread(os.fstat, self._file.fileno()))
-        except BaseException:
-            await self._file.close()
-            raise
+        self._fd = await asyncio.to_thread(self._open)
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._file is not None:
-            await self._file.close()
+        if self._fd is not None:
+            os.close(self._fd)  # a regular file's close does not block
+            self._fd = None
 
-    async def read(self, span: Span) -> tuple[bytes, int]:
-        """The bytes of one chunk and their CRC32C; the whole-file hashes advance over them."""
-        assert self._file is not None
-        data = await self._file.read(span.length)
+    def _open(self) -> int:
+        return _open_checked(self._path, self._expected)
+
+    async def chunks(self, spans: Iterable[Span]) -> AsyncGenerator[tuple[Span, bytes, int]]:
+        """Every chunk in order with its CRC32C, its bytes reserved in the budget (the caller hands the
+        reservation on, or releases it); the next chunk is read while this one is sent."""
+        planned = list(spans)
+        ahead: asyncio.Task[tuple[bytes, int]] | None = None
+        try:
+            for position, span in enumerate(planned):
+                if ahead is None:
+                    ahead = asyncio.create_task(self._reserve_and_read(span, position == len(planned) - 1))
+                data, crc = await ahead
+                ahead = None
+                if position + 1 < len(planned):
+                    following = planned[position + 1]
+                    ahead = asyncio.create_task(self._reserve_and_read(following, position + 2 == len(planned)))
+                yield span, data, crc
+        finally:
+            if ahead is not None:  # a chunk read ahead but never handed out: wait for it, and free it
+                try:
+                    data, _crc = await ahead
+                    self._budget.release(len(data))
+                except BaseException:
+                    pass
+
+    async def _reserve_and_read(self, span: Span, last: bool) -> tuple[bytes, int]:
+        await self._budget.acquire(span.length)
+        try:
+            return await asyncio.to_thread(self._read, span, last)
+        except BaseException:
+            self._budget.release(span.length)
+            raise
+
+    def _read(self, span: Span, last: bool) -> tuple[bytes, int]:
+        fd = self._fd
+        assert fd is not None
+        data = os.pread(fd, span.length, span.offset)
         while len(data) < span.length:  # a short read from a slow filesystem: read on, or EOF
-            more = await self._file.read(span.length - len(data))
+            more = os.pread(fd, span.length - len(data), span.offset + len(data))
             if not more:
                 raise FileChangedError(f"truncated: chunk {span.index} ends at byte {span.offset + len(data)}")
             data += more
-        return data, await asyncio.to_thread(self._hash, data)
-
-    def _hash(self, data: bytes) -> int:
+        if last:  # the open file must still show the state that was found static
+            _check(os.fstat(fd), self._expected)
         self._sha256.update(data)
         self._md5.update(data)
-        return crc32c(data)
-
-    async def verify_unchanged(self) -> None:
-        """Before the last chunk: the open file and the path still show the state found static."""
-        assert self._file is not None
-        self._check(await asyncio.to_thread(os.fstat, self._file.fileno()))
-        try:
-            self._check(await asyncio.to_thread(os.stat, self._path, follow_symlinks=False))
-        except FileNotFoundError:
-            raise FileChangedError("removed while being read") from None
+        return data, crc32c(data)
 
     def digest(self) -> FileDigest:
         return FileDigest(sha256=self._sha256.hexdigest(), md5=self._md5.hexdigest())
 
-    def _check(self, st: os.stat_result) -> None:
-        if not stat.S_ISREG(st.st_mode):
-            raise FileChangedError("no longer a regular file")
-        now = state_of(st)
-        if now != self._expected:
-            raise FileChangedError(
-                f"changed while being read (size {self._expected.size} -> {now.size}, "
-                f"mtime {'changed' if now.mtime_ns != self._expected.mtime_ns else 'same'})"
-            )
+
+def _open_checked(path: Path, expected: FileState) -> int:
+    """Open without following symlinks or blocking, and check it is still the file found static."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise FileChangedError("gone before it could be read") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileChangedError("replaced by a symlink") from None
+        raise
+    try:
+        _check(os.fstat(fd), expected)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check(st: os.stat_result, expected: FileState) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise FileChangedError("no longer a regular file")
+    now = state_of(st)
+    if now != expected:
+        raise FileChangedError(
+            f"changed while being read (size {expected.size} -> {now.size}, "
+            f"mtime {'changed' if now.mtime_ns != expected.mtime_ns else 'same'})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WholeFile:
+    """A file of one chunk, read and hashed at once."""
+
+    data: bytes
+    crc32c: int
+    digest: FileDigest
+
+
+def read_whole(path: Path, expected: FileState) -> WholeFile:
+    """Read a one-chunk file (in a worker thread), with the same checks as ``ChunkReader``."""
+    fd = _open_checked(path, expected)
+    try:
+        data = os.pread(fd, expected.size, 0)
+        if len(data) < expected.size:
+            raise FileChangedError(f"truncated: ends at byte {len(data)}")
+        _check(os.fstat(fd), expected)
+    finally:
+        os.close(fd)
+    return WholeFile(
+        data=data,
+        crc32c=crc32c(data),
+        digest=FileDigest(hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()),
+    )
+
+
+def read_many(files: list[tuple[Path, FileState]]) -> list[WholeFile | Exception]:
+    """Several one-chunk files in one worker-thread hop: for many small files, hops are most of the cost."""
+    results: list[WholeFile | Exception] = []
+    for path, expected in files:
+        try:
+            results.append(read_whole(path, expected))
+        except (FileChangedError, OSError) as exc:
+            results.append(exc)
+    return results

@@ -36,7 +36,7 @@ class UploaderSettings(CommonSettings):
     )
     max_concurrent_files: int = Field(8, ge=1, le=256, description="files sent at the same time")
     producers: int = Field(2, ge=1, le=16, description="Kafka producers (connections) in the pool")
-    linger: float = Field(0.005, ge=0, le=10, description="seconds a producer waits to fill a batch")
+    linger: float = Field(0.0, ge=0, le=10, description="seconds a producer waits to fill a batch")
     max_batch_bytes: ByteSize = Field(
         ByteSize(256 * 1024), ge=1024, description="batch size for small records (chunks larger go alone)"
     )

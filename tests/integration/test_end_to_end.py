@@ -146,6 +146,8 @@ async def test_a_file_changed_after_sending_is_sent_again(
     async with downloader(broker.bootstrap, topic, target) as down, uploader(broker.bootstrap, topic, source) as up:
         await wait_until(lambda: published.exists(), 30, "the first version")
         (source / "notes.txt").write_text("second, longer version")
-        await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 2, 30, "the second version")
+        await wait_until(
+            lambda: down.metric("streamsend_downloader_files_verified_total") == 2, 30, "the second version"
+        )
         assert published.read_text() == "second, longer version"
         assert up.metric("streamsend_uploader_files_sent_total") == 2

@@ -10,7 +10,7 @@ import pytest
 from streamsend.shared.kafka import is_transient
 from streamsend.shared.retry import Outage
 from streamsend.uploader.budget import ByteBudget
-from streamsend.uploader.delivery import Courier, OutgoingRecord, PermanentSendError
+from streamsend.uploader.delivery import Courier, FileDelivery, OutgoingRecord, PermanentSendError
 
 
 class FakeSink:
@@ -39,6 +39,12 @@ def _record(index: int, size: int = 10) -> OutgoingRecord:
     return OutgoingRecord(b"k", b"x" * size, [], 0, index)
 
 
+async def _send(courier: Courier, delivery: FileDelivery, record: OutgoingRecord) -> None:
+    """As the reader does: reserve the bytes, then hand the record over with its reservation."""
+    await courier.budget.acquire(len(record.value))
+    await delivery.send(record)
+
+
 def _courier(sink: FakeSink, outage: Outage, budget: ByteBudget | None = None) -> Courier:
     retries: list[int] = []
     courier = Courier(sink, budget or ByteBudget(1000), outage, is_transient, 0.02, on_retry=lambda: retries.append(1))
@@ -51,7 +57,7 @@ async def test_every_record_is_acknowledged_and_the_budget_returns_to_zero() -> 
     courier = _courier(sink, Outage("Kafka"), budget)
     async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
         for index in range(5):
-            await delivery.send(_record(index))
+            await _send(courier, delivery, _record(index))
     assert sorted(acked) == [0, 1, 2, 3, 4]
     assert sink.enqueued == [0, 1, 2, 3, 4]  # handed over in order
     assert budget.used == 0
@@ -65,8 +71,8 @@ async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: p
     courier = _courier(sink, outage)
     acked: list[int] = []
     async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
-        await delivery.send(_record(0))
-        await delivery.send(_record(1))
+        await _send(courier, delivery, _record(0))
+        await _send(courier, delivery, _record(1))
     assert sorted(acked) == [0, 1]
     assert len(courier.retries) == 3  # type: ignore[attr-defined]
     assert not outage.down and outage.count >= 1
@@ -77,26 +83,29 @@ async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: p
 
 async def test_a_failing_enqueue_is_retried_too() -> None:
     sink = FakeSink(enqueue_errors=2)
-    async with _courier(sink, Outage("Kafka")).file(0, lambda r: None) as delivery:
-        await delivery.send(_record(0))
+    courier = _courier(sink, Outage("Kafka"))
+    async with courier.file(0, lambda r: None) as delivery:
+        await _send(courier, delivery, _record(0))
     assert sink.enqueued == [0]
 
 
 async def test_a_permanent_fault_fails_the_file() -> None:
     sink = FakeSink([None, kafka_errors.MessageSizeTooLargeError("too big")])
     budget = ByteBudget(1000)
+    courier = _courier(sink, Outage("Kafka"), budget)
     with pytest.raises(PermanentSendError, match="MessageSizeTooLargeError"):
-        async with _courier(sink, Outage("Kafka"), budget).file(0, lambda r: None) as delivery:
-            await delivery.send(_record(0))
-            await delivery.send(_record(1))
+        async with courier.file(0, lambda r: None) as delivery:
+            await _send(courier, delivery, _record(0))
+            await _send(courier, delivery, _record(1))
             await asyncio.sleep(0.05)
     assert budget.used == 0
 
 
 async def test_an_error_of_the_sender_itself_comes_out_unwrapped() -> None:
+    courier = _courier(FakeSink(), Outage("Kafka"))
     with pytest.raises(FileNotFoundError):
-        async with _courier(FakeSink(), Outage("Kafka")).file(0, lambda r: None) as delivery:
-            await delivery.send(_record(0))
+        async with courier.file(0, lambda r: None) as delivery:
+            await _send(courier, delivery, _record(0))
             raise FileNotFoundError("gone")
 
 

@@ -33,13 +33,14 @@ class Harness:
         self.root = root
         self.registry = CollectorRegistry()
         self.metrics = DownloaderMetrics(self.registry)
-        self.store = Store(root, max_open_files=4, fsync=False)
+        self.store = Store(root, max_open_files=4)
         self.clock = Clock()
         self.receiver = Receiver(
             self.store,
             self.metrics,
             stale_after_s=options.get("stale_after_s", 60.0),
             min_free_bytes=int(options.get("min_free_bytes", 0)),
+            fsync="batch" if options.get("batch") else "off",
             clock=self.clock,
         )
         self.offset = 0
@@ -47,6 +48,7 @@ class Harness:
     async def feed(self, chunks: list[Chunk], partition: int = 0) -> None:
         for chunk in chunks:
             await self.receiver.handle(self.record(chunk.headers, chunk.value, partition))
+        await self.receiver.flush()  # as the consumer loop does after each batch
 
     def record(self, headers: list[tuple[str, bytes]], value: bytes | None, partition: int = 0) -> Record:
         self.offset += 1
@@ -221,3 +223,47 @@ async def test_a_restart_reading_published_records_again_publishes_nothing_twice
     assert ledger.read_text().count("\n") == 2
     await second.receiver.committed("topic", 0, second.receiver.committable(0) or 0)
     assert not ledger.exists()  # everything committed: nothing left to remember
+
+
+async def test_under_the_batch_policy_files_appear_and_release_commits_when_the_batch_is_flushed(
+    tmp_path: Path,
+) -> None:
+    harness = Harness(tmp_path, batch=True)
+    await harness.store.open()
+    for chunk in chunks_of(DATA, 4096):
+        await harness.receiver.handle(harness.record(chunk.headers, chunk.value))
+    assert not harness.published().exists()
+    assert harness.receiver.committable(0) == 0  # verified, not yet durable: commits wait
+    await harness.receiver.flush()
+    assert harness.published().read_bytes() == DATA
+    assert harness.receiver.committable(0) == 3
+    assert (tmp_path / ".streamsend" / "published" / "topic-0").read_text().split()[1] == "2"
+
+
+async def test_a_one_chunk_file_is_verified_in_memory_and_written_at_publication(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, batch=True)
+    await harness.store.open()
+    [chunk] = chunks_of(b"small but whole", 4096, path="notes/a.txt")
+    await harness.receiver.handle(harness.record(chunk.headers, chunk.value))
+    assert list(harness.store.staging_dir.iterdir()) == []  # nothing on disk before the batch ends
+    await harness.receiver.flush()
+    assert harness.published("notes/a.txt").read_bytes() == b"small but whole"
+    assert harness.receiver.committable(0) == 1
+
+
+async def test_a_one_chunk_file_with_the_wrong_digest_is_quarantined(harness: Harness) -> None:
+    wrong = FileDigest(hashlib.sha256(b"x").hexdigest(), hashlib.md5(b"x").hexdigest())
+    await harness.feed(chunks_of(b"payload", 4096, digest=wrong))
+    assert not harness.published().exists()
+    [kept] = (harness.root / ".streamsend" / "quarantine" / "edge-1").iterdir()
+    assert kept.read_bytes() == b"payload"
+    assert harness.receiver.committable(0) == 1
+
+
+async def test_a_one_chunk_upload_supersedes_an_unfinished_older_one(harness: Harness) -> None:
+    older = chunks_of(DATA, 4096)
+    await harness.feed(older[:1])
+    await harness.feed(chunks_of(b"now tiny", 4096))
+    assert harness.published().read_bytes() == b"now tiny"
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
+    assert harness.receiver.committable(0) == 2

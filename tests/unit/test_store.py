@@ -6,22 +6,33 @@ from pathlib import Path
 
 import pytest
 
+from streamsend.downloader.publisher import FsyncPolicy, Publication, Publisher
 from streamsend.downloader.store import DescriptorCache, PublishError, Staging, Store
 
 
-async def _store(root: Path, *, max_open_files: int = 8, fsync: bool = True) -> Store:
-    store = Store(root, max_open_files=max_open_files, fsync=fsync)
+async def _store(root: Path, *, max_open_files: int = 8) -> Store:
+    store = Store(root, max_open_files=max_open_files)
     await store.open()
     return store
 
 
-async def test_a_staged_file_is_published_by_rename_with_its_mtime(tmp_path: Path) -> None:
+async def _publish(store: Store, staging: Staging, target: Path, mtime_ns: int, policy: FsyncPolicy = "file") -> None:
+    publication = Publication(staging, target, mtime_ns)
+    published: list[Publication] = []
+    await Publisher(store, policy).publish([publication], published.append)
+    if publication.error is not None:
+        raise publication.error
+    assert published == [publication]
+
+
+@pytest.mark.parametrize("policy", ["batch", "file", "off"])
+async def test_a_staged_file_is_published_by_rename_with_its_mtime(tmp_path: Path, policy: FsyncPolicy) -> None:
     store = await _store(tmp_path)
     staging = await store.create("a" * 32)
     await store.write(staging, 5, b"world", None)
     await store.write(staging, 0, b"hello", None)
     target = store.target("edge-1", ["photos", "été", "x.txt"])
-    await store.publish(staging, target, mtime_ns=1_600_000_000_123_456_789)
+    await _publish(store, staging, target, 1_600_000_000_123_456_789, policy)
     assert target.read_bytes() == b"helloworld"
     assert target.stat().st_mtime_ns == 1_600_000_000_123_456_789
     assert not staging.path.exists()
@@ -30,12 +41,12 @@ async def test_a_staged_file_is_published_by_rename_with_its_mtime(tmp_path: Pat
 
 
 async def test_publishing_replaces_an_existing_file(tmp_path: Path) -> None:
-    store = await _store(tmp_path, fsync=False)
+    store = await _store(tmp_path)
     target = store.target("edge-1", ["f"])
     for content in (b"old", b"new"):
         staging = await store.create(content.hex().ljust(32, "0"))
         await store.write(staging, 0, content, None)
-        await store.publish(staging, target, 0)
+        await _publish(store, staging, target, 0, "off")
     assert target.read_bytes() == b"new"
 
 
@@ -60,7 +71,7 @@ async def test_a_file_or_symlink_where_a_folder_belongs_stops_publication(tmp_pa
         (tmp_path / "edge-1" / "docs").symlink_to(outside)
     staging = await store.create("c" * 32)
     with pytest.raises(PublishError, match=f"a {obstacle} is in the way at edge-1/docs"):
-        await store.publish(staging, store.target("edge-1", ["docs", "x"]), 0)
+        await _publish(store, staging, store.target("edge-1", ["docs", "x"]), 0)
     assert staging.path.exists()
 
 
@@ -69,7 +80,7 @@ async def test_a_folder_where_the_file_belongs_stops_publication(tmp_path: Path)
     (tmp_path / "edge-1" / "x").mkdir(parents=True)
     staging = await store.create("d" * 32)
     with pytest.raises(PublishError, match="folder is in the way"):
-        await store.publish(staging, store.target("edge-1", ["x"]), 0)
+        await _publish(store, staging, store.target("edge-1", ["x"]), 0)
 
 
 async def test_quarantine_keeps_the_file_outside_the_tree(tmp_path: Path) -> None:
@@ -103,7 +114,7 @@ async def test_staging_left_by_a_dead_process_is_removed_but_a_live_ones_is_not(
 
 
 async def test_downloaders_starting_together_on_one_folder_keep_each_others_staging(tmp_path: Path) -> None:
-    stores = [Store(tmp_path, max_open_files=4, fsync=False) for _ in range(8)]
+    stores = [Store(tmp_path, max_open_files=4) for _ in range(8)]
     await asyncio.gather(*(store.open() for store in stores))
     assert all(store.staging_dir.is_dir() for store in stores)
     for store in stores:

@@ -1,0 +1,117 @@
+"""Files whose every chunk is in: digest check, quarantine, publication (grouped or not), and the ledger of
+publications that a restart would otherwise repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from streamsend.downloader.assembly import FileDescription
+from streamsend.downloader.published import PublishedLedger
+from streamsend.downloader.publisher import Publication, Publisher
+from streamsend.downloader.store import Staging, Store
+from streamsend.shared.metrics import DownloaderMetrics
+from streamsend.shared.protocol import FileDigest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Completed:
+    """A file with every chunk written and hashed, and where its last record came from."""
+
+    file: FileDescription
+    staging: Staging
+    sha256: str
+    expected: FileDigest
+    topic: str
+    partition: int
+    offset: int
+    done: Callable[[], None]  # it no longer holds the partition's commits back
+    data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
+
+    @property
+    def where(self) -> str:
+        width = max(5, len(str(self.file.count)))
+        return f"{self.file.path} ({self.file.count:0{width}d}/{self.file.count:0{width}d}):   "
+
+
+class Completion:
+    def __init__(self, store: Store, publisher: Publisher, metrics: DownloaderMetrics) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._metrics = metrics
+        self._ledger = PublishedLedger(store.work)
+        self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
+        self._pending: list[tuple[Completed, Publication]] = []
+
+    async def load(self, topic: str, partition: int) -> None:
+        self._published[partition] = await asyncio.to_thread(self._ledger.load, topic, partition)
+
+    def was_published(self, partition: int, upload_id: str) -> bool:
+        return upload_id in self._published.get(partition, {})
+
+    async def complete(self, item: Completed) -> None:
+        """Verify; a match is published now or at the end of the batch (``flush``), a mismatch kept aside."""
+        if item.sha256 != item.expected.sha256:
+            if item.data is not None:
+                await self._store.write(await self._store.create(item.file.upload_id), 0, item.data, None)
+            await self._quarantine(item, f"sha256 {item.sha256} where {item.expected.sha256} was sent", "checksum")
+            return
+        parts = item.file.path.split("/")
+        publication = Publication(
+            item.staging, self._store.target(item.file.uploader, parts), item.file.mtime_ns, data=item.data
+        )
+        self._pending.append((item, publication))
+        if not self._publisher.groups:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish every verified file waiting for it, then record them in the ledger."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        by_publication = {id(publication): item for item, publication in pending}
+        sync_lines = self._publisher.syncs_ledger_lines
+
+        def published(publication: Publication) -> None:
+            item = by_publication[id(publication)]
+            self._ledger.add(item.topic, item.partition, item.file.upload_id, item.offset, sync=sync_lines)
+
+        await self._publisher.publish([publication for _, publication in pending], published)
+        for item, publication in pending:
+            if publication.error is not None:
+                await self._quarantine(item, str(publication.error), "conflict")
+                continue
+            self._published.setdefault(item.partition, {})[item.file.upload_id] = item.offset
+            log.info(
+                "%s final chunk, downloaded: %d bytes, sha256 %s verified (md5 %s)",
+                item.where, item.file.file_size, item.sha256, item.expected.md5,
+            )  # fmt: skip
+            self._metrics.files_verified.inc()
+            self._metrics.file_done()
+            item.done()
+
+    async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
+        kept = await self._store.quarantine(
+            item.staging, item.file.uploader, item.file.path.split("/"), item.file.upload_id
+        )
+        log.error("%s final chunk, verification failed: %s; kept aside as %s", item.where, why, kept)
+        self._metrics.files_quarantined.inc()
+        self._metrics.files_failed.labels(reason).inc()
+        item.done()
+
+    async def committed(self, topic: str, partition: int, offset: int) -> None:
+        """The offset is committed: records before it are never read again, so their ledger entries can go."""
+        published = self._published.get(partition)
+        if not published:
+            return
+        kept = {upload_id: at for upload_id, at in published.items() if at >= offset}
+        if len(kept) < len(published):
+            self._published[partition] = kept
+            await asyncio.to_thread(self._ledger.rewrite, topic, partition, kept)
+
+    def release(self, partition: int) -> None:
+        self._published.pop(partition, None)
