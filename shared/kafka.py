@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,10 @@ import aiokafka.errors as kafka_errors
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import create_conn
+from aiokafka.protocol.metadata import MetadataRequest
 
-from streamsend.shared.retry import Outage, retry_forever
+from streamsend.shared.retry import Outage, describe, retry_forever
 from streamsend.shared.settings import CommonSettings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,93 @@ async def stop_client(client: Any, timeout_s: float) -> None:
         log.warning("Kafka client did not stop within %.0f s: closed without a final flush", timeout_s)
 
 
+# Faults of the connection itself that no retry mends: they name settings to fix.
+_AUTHENTICATION = (
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+)
+
+
+async def preflight(settings: CommonSettings, role: str) -> None:
+    """Connect to one bootstrap server the way the clients will, and ask for metadata.
+
+    The Kafka client logs TLS and SASL failures during its bootstrap and carries on as if the broker were
+    unreachable; here they are told apart: a certificate or credential problem raises SettingsError (the
+    daemon stops with exit code 2), an unreachable broker raises KafkaConnectionError (retried).
+    """
+    options = client_options(settings, role)
+    if "ssl_context" in options:
+        await _probe_tls(settings.servers, options["ssl_context"], settings.request_timeout)
+    keys = ("ssl_context", "security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+            "sasl_oauth_token_provider")  # fmt: skip
+    last: BaseException | None = None
+    for server in settings.servers:
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await create_conn(
+                host.strip("[]"), int(port), client_id=options["client_id"],
+                request_timeout_ms=options["request_timeout_ms"], **{k: options[k] for k in keys if k in options},
+            )  # fmt: skip
+            try:
+                await conn.send(MetadataRequest([]))
+            finally:
+                conn.close()
+        except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
+            _refuse_settings(exc, server)
+            last = exc
+            continue
+        return
+    raise kafka_errors.KafkaConnectionError(f"no bootstrap server answered ({describe(last) if last else ''})")
+
+
+ALERT_WAIT_S = 0.5  # a server refusing our client certificate says so right after the TLS 1.3 handshake
+
+
+async def _probe_tls(servers: list[str], context: ssl.SSLContext, timeout_s: float) -> None:
+    """A TLS handshake with each server, with the standard library's blocking sockets: asyncio's streams report
+    a refused client certificate as a closed connection, and the reason would be lost."""
+    for server in servers:
+        try:
+            await asyncio.to_thread(_handshake, server, context, timeout_s)
+        except ssl.SSLError as exc:
+            _refuse_settings(exc, server)
+        except OSError:
+            continue  # unreachable: an outage, for the retries to deal with
+
+
+def _handshake(server: str, context: ssl.SSLContext, timeout_s: float) -> None:
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")
+    with (
+        socket.create_connection((host, int(port)), timeout=timeout_s) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.settimeout(ALERT_WAIT_S)
+        try:
+            tls.recv(1)  # nothing is due from a Kafka broker: only an alert comes back here
+        except TimeoutError:
+            pass
+
+
+def _refuse_settings(exc: BaseException, server: str) -> None:
+    failure = tls_failure(exc)
+    if failure is not None:
+        reason = getattr(failure, "reason", None) or str(failure)
+        if "CERTIFICATE_REQUIRED" in str(reason).upper() or "HANDSHAKE_FAILURE" in str(reason).upper():
+            setting = "ssl_certfile/ssl_keyfile"
+        elif "HOSTNAME" in str(failure).upper() or "IP ADDRESS MISMATCH" in str(failure).upper():
+            setting = "ssl_check_hostname"
+        else:
+            setting = "ssl_cafile"
+        raise SettingsError(f"invalid setting {setting}: TLS with {server} failed: {failure}") from exc
+    if isinstance(exc, _AUTHENTICATION):
+        raise SettingsError(
+            f"invalid setting sasl_mechanism/sasl_username/sasl_password: {server} refused the login: {describe(exc)}"
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     name: str
@@ -138,12 +228,17 @@ class Admin:
 
     def __init__(self, settings: CommonSettings, role: str, outage: Outage) -> None:
         self._settings = settings
+        self._role = role
         self._outage = outage
         self._client = AIOKafkaAdminClient(**client_options(settings, role))
 
     async def __aenter__(self) -> Admin:
-        await self._retry(self._client.start)
+        await self._retry(self._start)
         return self
+
+    async def _start(self) -> None:
+        await preflight(self._settings, self._role)
+        await self._client.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
@@ -157,9 +252,7 @@ class Admin:
                 backoff_max_s=self._settings.retry_backoff_max,
             )
         except Exception as exc:
-            failure = tls_failure(exc)
-            if failure is not None:
-                raise SettingsError(f"invalid setting security_protocol: TLS handshake failed: {failure}") from exc
+            _refuse_settings(exc, self._settings.bootstrap_servers)
             raise
 
     async def ping(self) -> None:

@@ -9,12 +9,17 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from streamsend import __version__
+
 
 class KafkaMetrics:
     """Connection health, shared by both daemons."""
 
     def __init__(self, registry: CollectorRegistry, role: str) -> None:
         prefix = f"streamsend_{role}"
+        Gauge("streamsend_info", "Version of the running daemon", ["version", "role"], registry=registry).labels(
+            __version__, role
+        ).set(1)
         self.retries = Counter(
             f"{prefix}_retries", "Kafka operations retried after a transient fault", registry=registry
         )
@@ -88,3 +93,8 @@ class DownloaderMetrics(KafkaMetrics):
             registry=r,
         )  # fmt: skip
         self.paused = Gauge("streamsend_downloader_paused", "1 while consumption waits for disk space", registry=r)
+        self.is_paused = False
+
+    def set_paused(self, paused: bool) -> None:
+        self.is_paused = paused
+        self.paused.set(1 if paused else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
+from streamsend.shared.health import run_with_health
 from streamsend.shared.kafka import Admin
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
@@ -37,8 +39,39 @@ def main(argv: Sequence[str]) -> int:
 
 async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
     log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
-    metrics = DownloaderMetrics(registry if registry is not None else CollectorRegistry())
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = DownloaderMetrics(registry)
     outage = Outage("Kafka", on_change=metrics.outage_changed)
+    joined = asyncio.Event()
+
+    def not_ready() -> str | None:
+        if not joined.is_set():
+            return "connecting to Kafka"
+        if outage.down:
+            return "Kafka unreachable"
+        if not os.access(settings.output_dir, os.W_OK | os.X_OK):
+            return f"output_dir {settings.output_dir} not writable"
+        if metrics.is_paused:
+            return "output filesystem full: downloading paused"
+        return None
+
+    await run_with_health(
+        _serve(settings, stop, metrics, outage, joined),
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        registry=registry,
+        readiness=not_ready,
+        stop=stop,
+    )
+
+
+async def _serve(
+    settings: DownloaderSettings,
+    stop: asyncio.Event,
+    metrics: DownloaderMetrics,
+    outage: Outage,
+    joined: asyncio.Event,
+) -> None:
     store = Store(settings.output_dir, max_open_files=settings.max_open_files)
     await store.open()
     try:
@@ -53,7 +86,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             fsync=settings.fsync,
         )
         metrics.kafka_up.set(1)
-        await ConsumeLoop(settings, receiver, store, metrics, outage).run(stop)
+        await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)
     finally:
         await store.close()
     log.info("Downloader stopped")

@@ -49,8 +49,10 @@ class ConsumeLoop:
         store: Store,
         metrics: DownloaderMetrics,
         outage: Outage,
+        joined: asyncio.Event,
     ) -> None:
         self._settings = settings
+        self._joined = joined
         self._receiver = receiver
         self._store = store
         self._metrics = metrics
@@ -155,7 +157,7 @@ class ConsumeLoop:
     def _pause(self, need: NeedSpace) -> None:
         if self._waiting is None:
             log.warning("Downloading paused: %s", need)
-            self._metrics.paused.set(1)
+            self._metrics.set_paused(True)
         self._waiting = need
         self._consumer.pause(*self._consumer.assignment())
 
@@ -169,7 +171,7 @@ class ConsumeLoop:
         if available >= need.required:
             log.info("Downloading resumed: %d bytes available", available)
             self._waiting = None
-            self._metrics.paused.set(0)
+            self._metrics.set_paused(False)
             self._receiver.touch()
             self._consumer.resume(*self._consumer.assignment())
 
@@ -220,6 +222,7 @@ class ConsumeLoop:
 
     async def assigned(self, assigned: set[Any]) -> None:
         log.info("Partitions assigned: %s", _names(assigned) or "none")
+        self._joined.set()
         if self._waiting is not None and assigned:
             self._consumer.pause(*assigned)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
 from streamsend.shared import lifecycle, logs
+from streamsend.shared.health import run_with_health
 from streamsend.shared.kafka import Admin, is_transient
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
@@ -46,8 +48,33 @@ def main(argv: Sequence[str]) -> int:
 
 async def run(settings: UploaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
-    metrics = UploaderMetrics(registry if registry is not None else CollectorRegistry())
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = UploaderMetrics(registry)
     outage = Outage("Kafka", on_change=metrics.outage_changed)
+    started = asyncio.Event()
+
+    def not_ready() -> str | None:
+        if not started.is_set():
+            return "connecting to Kafka"
+        if outage.down:
+            return "Kafka unreachable"
+        if not os.access(settings.input_dir, os.R_OK | os.X_OK):
+            return f"input_dir {settings.input_dir} not readable"
+        return None
+
+    await run_with_health(
+        _serve(settings, stop, metrics, outage, started),
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        registry=registry,
+        readiness=not_ready,
+        stop=stop,
+    )
+
+
+async def _serve(
+    settings: UploaderSettings, stop: asyncio.Event, metrics: UploaderMetrics, outage: Outage, started: asyncio.Event
+) -> None:
     ledger = SentLedger(settings.state_max_files, settings.state_forget_after)
     state = StateTopic(settings, outage) if settings.state_topic else None
     async with Admin(settings, "uploader", outage) as admin:
@@ -64,6 +91,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
             )
         async with ProducerPool(settings, choice.limit, outage) as pool:
             metrics.kafka_up.set(1)
+            started.set()
             if state is not None:
                 state.attach(pool)
             finisher = Finisher(settings, ledger, state)
