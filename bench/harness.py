@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -124,11 +123,10 @@ class Bench:
 
     @contextmanager
     def workdir(self) -> Iterator[Path]:
-        path = Path(tempfile.mkdtemp(dir=self.root))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
+        """A folder for one measurement. It is kept until the whole run ends: deleting thousands of files
+        makes some filesystems (those mounted with discard) slow for a while, and the next measurement would
+        pay for this one's cleanup."""
+        yield Path(tempfile.mkdtemp(dir=self.root))
 
     def env(self, topic: str, **settings: object) -> dict[str, str]:
         values: dict[str, object] = {

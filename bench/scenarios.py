@@ -74,6 +74,7 @@ def transfer(bench: Bench, source: Path, size: int, topic_limit: int | None = No
         with bench.workdir() as work:
             (work / "in").mkdir()
             os.link(source, work / "in" / "file.bin")
+            os.sync()
             down = bench.downloader(work, topic, **settings)
             up = bench.uploader(work, topic, **settings)
             try:
@@ -102,6 +103,7 @@ def throughput(bench: Bench, sizes: list[int], repetitions: int) -> list[Through
         with bench.workdir() as work:
             source = work / "source.bin"
             write_random(source, size)
+            os.sync()  # the daemons' syncs must not pay for writing the test's own input
             records = -(-size // DEFAULT_CHUNK)
             for _ in range(repetitions):
                 result.plain.values.append(size / baseline_seconds(bench, records, DEFAULT_CHUNK, tuned=False) / MB)
@@ -125,6 +127,7 @@ def memory(bench: Bench, sizes: list[int], repetitions: int) -> list[Memory]:
         with bench.workdir() as work:
             source = work / "source.bin"
             write_random(source, size)
+            os.sync()
             for _ in range(repetitions):
                 done = transfer(bench, source, size)
                 result.uploader.values.append(done.uploader_peak / MB)
@@ -149,6 +152,7 @@ def small_files(bench: Bench, count: int, size: int, folders: int, repetitions: 
             path = tree / f"folder-{index % folders:03d}" / f"file-{index:05d}.bin"
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(os.urandom(size))
+        os.sync()
         for _ in range(repetitions):
             result.plain.values.append(baseline_seconds(bench, count, size, tuned=False))
             result.tuned.values.append(baseline_seconds(bench, count, size, tuned=True))
@@ -164,6 +168,7 @@ def _tree_transfer(bench: Bench, tree: Path, count: int) -> float:
                 target = work / "in" / path.relative_to(tree)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.link(path, target)
+            os.sync()  # what the harness itself wrote (links, the last run's cleanup) is not the daemons' to flush
             down = bench.downloader(work, topic)
             up = bench.uploader(work, topic)
             try:
@@ -250,6 +255,7 @@ def chunk_sizes(bench: Bench, size: int, repetitions: int, largest_limit: int) -
     with bench.workdir() as work:
         source = work / "source.bin"
         write_random(source, size)
+        os.sync()
         for label, chunk, limit in points:
             sweep = Sweep(label, chunk)
             for _ in range(repetitions):

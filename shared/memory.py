@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 * 1024 * 1024  # above the largest chunk a broker is likely to allow
-TRIM_THRESHOLD = 32 * 1024 * 1024
+TRIM_THRESHOLD = 8 * 1024 * 1024
 
 
 def tune_allocator() -> bool:

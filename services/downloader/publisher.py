@@ -32,6 +32,7 @@ from typing import Literal
 from streamsend.downloader.store import PublishError, Staging, Store, fsync_dir
 
 FsyncPolicy = Literal["batch", "file", "off"]
+WRITERS = 4  # threads writing a group's new files
 
 
 @dataclass
@@ -69,10 +70,29 @@ class Publisher:
         return self._policy == "batch"
 
     async def publish(self, items: list[Publication], published: Callable[[Publication], None]) -> None:
-        """Publish a group in one worker-thread hop; ``published`` runs (in that thread) after each rename,
-        before the group is made durable. Items that cannot take their place get ``error`` set."""
+        """Publish a group; ``published`` runs (in a worker thread) after each rename, before the group is made
+        durable. Items that cannot take their place get ``error`` set.
+
+        Files still in memory are written first, from a few threads at once: on some filesystems creating files
+        one after another costs several times more than side by side. The rest is one worker-thread hop.
+        """
         descriptors = [self._store.detach(item.staging) for item in items]
+        fresh = [index for index, item in enumerate(items) if item.data is not None]
+        if fresh:
+            slices = [fresh[start::WRITERS] for start in range(min(WRITERS, len(fresh)))]
+            for written in await asyncio.gather(*(asyncio.to_thread(self._write, items, part) for part in slices)):
+                for index, fd in written:
+                    descriptors[index] = fd
         await asyncio.to_thread(self._publish, items, descriptors, published)
+
+    @staticmethod
+    def _write(items: list[Publication], indexes: list[int]) -> list[tuple[int, int]]:
+        written = []
+        for index in indexes:
+            data = items[index].data
+            assert data is not None
+            written.append((index, _write_new(items[index].staging.path, data)))
+        return written
 
     def _publish(
         self, items: list[Publication], descriptors: list[int | None], published: Callable[[Publication], None]
@@ -80,8 +100,6 @@ class Publisher:
         grouped = self._policy == "batch" and self._sync_filesystem()  # first sync: every staged byte
         per_file = self._policy == "file" or (self._policy == "batch" and not grouped)
         for item, fd in zip(items, descriptors, strict=True):
-            if item.data is not None:
-                fd = _write_new(item.staging.path, item.data)
             if fd is not None:
                 if per_file:
                     os.fsync(fd)

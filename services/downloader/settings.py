@@ -24,7 +24,7 @@ class DownloaderSettings(CommonSettings):
         ByteSize(64 * 1024 * 1024), ge=0, description="bytes kept free on the output filesystem"
     )
     max_fetch_bytes: ByteSize = Field(
-        ByteSize(16 * 1024 * 1024), ge=1024 * 1024, description="bytes fetched from Kafka at once"
+        ByteSize(2 * 1024 * 1024), ge=1024 * 1024, description="bytes fetched from Kafka at once"
     )
     fsync: FsyncPolicy = Field(
         "batch", description="durability before offsets are committed: batch (grouped syncs), file, or off"

@@ -4,6 +4,7 @@ import pytest
 
 from streamsend.uploader.planner import (
     ALIGN_BYTES,
+    AUTO_MAX_CHUNK,
     HEADROOM_BYTES,
     KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
     ChunkSizeError,
@@ -50,6 +51,12 @@ def test_automatic_chunk_size_fills_the_smaller_limit_minus_headroom() -> None:
     assert choice.chunk_size % ALIGN_BYTES == 0
     assert choice.limit - HEADROOM_BYTES - ALIGN_BYTES < choice.chunk_size <= choice.limit - HEADROOM_BYTES
     assert choice.describe() == f"chunk size {choice.chunk_size} (99% of message.max.bytes 1048588)"
+
+
+def test_the_automatic_choice_stops_at_one_mebibyte_where_the_broker_allows_more() -> None:
+    choice = choose_chunk_size(0, 32 * 1024 * 1024, None)
+    assert choice.chunk_size == AUTO_MAX_CHUNK == 1024 * 1024
+    assert choose_chunk_size(8 * 1024 * 1024, 32 * 1024 * 1024, None).chunk_size == 8 * 1024 * 1024  # if asked
 
 
 def test_topic_limit_wins_when_smaller() -> None:
