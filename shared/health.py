@@ -20,6 +20,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streamsend.shared.retry import Outage
+
 log = logging.getLogger(__name__)
 
 MAX_LAG_S = 5.0
@@ -91,6 +93,19 @@ class HealthServer:
                 return "503 Service Unavailable", "text/plain", f"{reason}\n".encode()
             return "200 OK", "text/plain", b"ready\n"
         return "404 Not Found", "text/plain", b"/metrics, /healthz or /readyz\n"
+
+
+def kafka_readiness(connected: asyncio.Event, outage: Outage, *checks: Readiness) -> Readiness:
+    """Ready once connected to Kafka, while it answers, and while every further check passes."""
+
+    def not_ready() -> str | None:
+        if not connected.is_set():
+            return "connecting to Kafka"
+        if outage.down:
+            return "Kafka unreachable"
+        return next((reason for check in checks if (reason := check()) is not None), None)
+
+    return not_ready
 
 
 async def run_with_health(

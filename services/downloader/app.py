@@ -17,7 +17,7 @@ from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
-from streamsend.shared.health import run_with_health
+from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.kafka import Admin
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
@@ -44,23 +44,17 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
     outage = Outage("Kafka", on_change=metrics.outage_changed)
     joined = asyncio.Event()
 
-    def not_ready() -> str | None:
-        if not joined.is_set():
-            return "connecting to Kafka"
-        if outage.down:
-            return "Kafka unreachable"
+    def output_usable() -> str | None:
         if not os.access(settings.output_dir, os.W_OK | os.X_OK):
             return f"output_dir {settings.output_dir} not writable"
-        if metrics.is_paused:
-            return "output filesystem full: downloading paused"
-        return None
+        return "output filesystem full: downloading paused" if metrics.is_paused else None
 
     await run_with_health(
         _serve(settings, stop, metrics, outage, joined),
         host=settings.metrics_host,
         port=settings.metrics_port,
         registry=registry,
-        readiness=not_ready,
+        readiness=kafka_readiness(joined, outage, output_usable),
         stop=stop,
     )
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
 from streamsend.shared import lifecycle, logs
-from streamsend.shared.health import run_with_health
+from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.kafka import Admin, is_transient
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
@@ -53,21 +53,17 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
     outage = Outage("Kafka", on_change=metrics.outage_changed)
     started = asyncio.Event()
 
-    def not_ready() -> str | None:
-        if not started.is_set():
-            return "connecting to Kafka"
-        if outage.down:
-            return "Kafka unreachable"
-        if not os.access(settings.input_dir, os.R_OK | os.X_OK):
-            return f"input_dir {settings.input_dir} not readable"
-        return None
+    def input_readable() -> str | None:
+        if os.access(settings.input_dir, os.R_OK | os.X_OK):
+            return None
+        return f"input_dir {settings.input_dir} not readable"
 
     await run_with_health(
         _serve(settings, stop, metrics, outage, started),
         host=settings.metrics_host,
         port=settings.metrics_port,
         registry=registry,
-        readiness=not_ready,
+        readiness=kafka_readiness(started, outage, input_readable),
         stop=stop,
     )
 

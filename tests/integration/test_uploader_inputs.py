@@ -190,7 +190,7 @@ async def test_fifty_thousand_files_at_start(
     topic = await topics.create()
     started = time.monotonic()
     async with (
-        downloader(broker.bootstrap, topic, target, fsync=False) as down,
+        downloader(broker.bootstrap, topic, target, fsync="off") as down,
         uploader(broker.bootstrap, topic, source, max_concurrent_files=32, rescan_interval=60) as up,
     ):
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == count, 600, "all", 1.0)

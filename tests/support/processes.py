@@ -75,7 +75,7 @@ def daemon_env(bootstrap: str, topic: str, **settings: object) -> dict[str, str]
 
 
 _LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
-_VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified$")
+_VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified(?: \(md5 [0-9a-f]+\))?$")
 
 
 def messages(log: str) -> list[str]:
