@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 WORK_DIR = ".streamsend"
 ABANDONED_LOCK_S = 3600
+# A large file's data is handed to the disk while it arrives, a window behind the newest write (kept cached
+# for the read-back of early chunks): its final fsync then waits for one window, not the whole file, and it
+# does not crowd the page cache of a small device.
+WRITEBACK_WINDOW = 16 * 1024 * 1024
 
 
 class PublishError(Exception):
@@ -55,6 +59,17 @@ class Staging:
         self.path = path
         self.fd: int | None = None
         self.pins = 0
+        self.written_back = 0  # bytes before this offset are on their way to the disk
+
+
+def _start_writeback(fd: int, staging: Staging, end: int) -> None:
+    """Start writing back (and then drop from the cache) what lies more than a window behind ``end``."""
+    if end - staging.written_back < 2 * WRITEBACK_WINDOW:
+        return
+    upto = end - WRITEBACK_WINDOW
+    # Linux starts asynchronous writeback of dirty pages for DONTNEED, and drops the pages already clean.
+    os.posix_fadvise(fd, staging.written_back, upto - staging.written_back, os.POSIX_FADV_DONTNEED)
+    staging.written_back = upto
 
 
 class DescriptorCache:
@@ -212,6 +227,7 @@ class Store:
             _pwrite_all(fd, data, offset)
             if fold is not None:
                 fold(data)
+                _start_writeback(fd, staging, offset + len(data))
 
         async with self._descriptors.use(staging) as fd:
             await asyncio.to_thread(work, fd)

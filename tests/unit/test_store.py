@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamsend.downloader.publisher import FsyncPolicy, Publication, Publisher
-from streamsend.downloader.store import DescriptorCache, PublishError, Staging, Store
+from streamsend.downloader.store import WRITEBACK_WINDOW, DescriptorCache, PublishError, Staging, Store
 
 
 async def _store(root: Path, *, max_open_files: int = 8) -> Store:
@@ -142,3 +142,23 @@ async def test_space_reports_the_filesystem(tmp_path: Path) -> None:
     store = await _store(tmp_path)
     space = store.space()
     assert 0 < space.available <= space.capacity
+
+
+async def test_a_large_file_goes_to_disk_while_it_arrives_a_window_behind_the_newest_write(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    staging = await store.create("c" * 32)
+    chunk = 1024 * 1024
+    window = WRITEBACK_WINDOW // chunk
+    hashed: list[int] = []
+    for index in range(3 * window):
+        await store.write(staging, index * chunk, bytes([index % 251]) * chunk, lambda data: hashed.append(len(data)))
+        behind = (index + 1) * chunk - staging.written_back
+        assert staging.written_back == 0 or WRITEBACK_WINDOW <= behind < 2 * WRITEBACK_WINDOW
+    assert staging.written_back == 2 * WRITEBACK_WINDOW  # only the newest window is left to the final sync
+    # chunks ahead of their turn are not hashed yet, and stay cached for their read-back
+    await store.write(staging, 4 * WRITEBACK_WINDOW, b"ahead", None)
+    assert staging.written_back == 2 * WRITEBACK_WINDOW
+    with staging.path.open("rb") as written:
+        for index in range(3 * window):
+            assert written.read(chunk) == bytes([index % 251]) * chunk
+    assert len(hashed) == 3 * window
