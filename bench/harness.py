@@ -89,7 +89,8 @@ class Daemon:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.role} exited: {self.log_path.read_text()[-2000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.role}: no {needle!r} after {timeout_s:.0f} s")
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise TimeoutError(f"{self.role}: no {needle!r} after {timeout_s:.0f} s; its log ends:\n{tail}")
             time.sleep(0.02)
 
     def stop(self) -> int:
