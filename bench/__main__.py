@@ -6,6 +6,7 @@ Writes bench/results/<date>.md (also printed) and bench/results/<date>.png.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,12 @@ def main() -> None:
 
     started = time.monotonic()
     args.results.mkdir(parents=True, exist_ok=True)
+    # every measurement's files are kept until the run ends (see Bench.workdir): a source and one copy a repetition
+    copies = {"throughput": 1256 * (1 + reps), "memory": 5064 * (1 + reps), "chunks": 512 * (1 + 4 * reps)}
+    needed = 0 if smoke else 1.1 * MB * (100 + sum(size for part, size in copies.items() if part in parts))
+    free = shutil.disk_usage("/var/tmp").free
+    if free < needed:
+        parser.exit(2, f"python -m bench: needs about {needed / 1e9:.0f} GB free in /var/tmp, has {free / 1e9:.0f}\n")
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streamsend-bench-", dir="/var/tmp") as root:
         bench = Bench(broker, Path(root))
         throughput = (
