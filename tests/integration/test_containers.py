@@ -27,7 +27,7 @@ BASE = "localhost/streamsend-base:bookworm"
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """podman with its settings and store in a folder of the test's (the machine's own are left alone)."""
     if shutil.which("podman") is None or shutil.which("mmdebstrap") is None:
-        pytest.skip("podman and mmdebstrap are not installed (scripts/install-tools installs them; .ci/run runs it)")
+        pytest.skip("podman and mmdebstrap are missing (scripts/test installs them as root, via scripts/install-tools)")
     if os.geteuid() != 0:
         pytest.skip("building the base image with mmdebstrap needs root")
     home = tmp_path_factory.mktemp("podman")

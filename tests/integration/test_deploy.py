@@ -1,7 +1,7 @@
 """Deployment artefacts checked as far as this machine allows: systemd units, the Helm chart (rendered and
 validated against the Kubernetes schemas), the compose file, the Grafana dashboard and the Dockerfiles.
 
-Tools pip cannot bring are installed by scripts/install-tools (which .ci/run calls); where one is missing the
+Tools pip cannot bring are installed by scripts/install-tools (which scripts/test runs first); where one is missing the
 test says so and which script installs it."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _tool(name: str) -> str:
     places = [Path(sys.executable).parent / name, ROOT / ".tools/bin" / name]
     found = shutil.which(name) or next((str(path) for path in places if path.exists()), None)
     if found is None:
-        pytest.skip(f"{name} is not installed (scripts/install-tools installs it; .ci/run runs that script)")
+        pytest.skip(f"{name} is not installed (scripts/install-tools installs it; scripts/test runs it as root)")
     return found
 
 
