@@ -73,6 +73,10 @@ class DownloaderMetrics(KafkaMetrics):
         self.files_verified = Counter(
             "streamsend_downloader_files_verified", "Files verified and published", registry=r
         )
+        self.files_unchanged = Counter(
+            "streamsend_downloader_files_unchanged",
+            "Files received again, identical to the published file, and left as they were", registry=r,
+        )  # fmt: skip
         self.files_failed = Counter("streamsend_downloader_files_failed", "Files not published", ["reason"], registry=r)
         self.files_quarantined = Counter(
             "streamsend_downloader_files_quarantined", "Files that failed verification, kept aside", registry=r

@@ -61,9 +61,8 @@ class Completion:
             await self._quarantine(item, f"sha256 {item.sha256} where {item.expected.sha256} was sent", "checksum")
             return
         parts = item.file.path.split("/")
-        publication = Publication(
-            item.staging, self._store.target(item.file.uploader, parts), item.file.mtime_ns, data=item.data
-        )
+        target = self._store.target(item.file.uploader, parts)
+        publication = Publication(item.staging, target, item.file.mtime_ns, item.sha256, data=item.data)
         self._pending.append((item, publication))
         if not self._publisher.groups:
             await self.flush()
@@ -86,11 +85,18 @@ class Completion:
                 await self._quarantine(item, str(publication.error), "conflict")
                 continue
             self._published.setdefault(item.partition, {})[item.file.upload_id] = item.offset
-            log.info(
-                "%s final chunk, downloaded: %d bytes, sha256 %s verified (md5 %s)",
-                item.where, item.file.file_size, item.sha256, item.expected.md5,
-            )  # fmt: skip
-            self._metrics.files_verified.inc()
+            if publication.unchanged:
+                log.info(
+                    "%s final chunk, downloaded: %d bytes, sha256 %s verified: the published file is identical, "
+                    "left as it is", item.where, item.file.file_size, item.sha256,
+                )  # fmt: skip
+                self._metrics.files_unchanged.inc()
+            else:
+                log.info(
+                    "%s final chunk, downloaded: %d bytes, sha256 %s verified (md5 %s)",
+                    item.where, item.file.file_size, item.sha256, item.expected.md5,
+                )  # fmt: skip
+                self._metrics.files_verified.inc()
             self._metrics.file_done()
             item.done()
 

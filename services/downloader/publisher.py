@@ -40,8 +40,10 @@ class Publication:
     staging: Staging
     target: Path
     mtime_ns: int
+    sha256: str
     data: bytes | None = None  # a one-chunk file still in memory: written to its staging path here
     error: PublishError | None = None
+    unchanged: bool = False  # the target already was this very file, and was left as it is
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -109,9 +111,15 @@ class Publisher:
         synced_folders: set[Path] = set()
         for item in items:
             try:
-                folder = self._store.place(item.staging.path, item.target, item.mtime_ns, sync_folders=per_file)
+                folder = self._store.place(
+                    item.staging.path, item.target, item.mtime_ns, item.sha256, sync_folders=per_file
+                )
             except PublishError as exc:
                 item.error = exc
+                continue
+            if folder is None:
+                item.unchanged = True
+                published(item)
                 continue
             if per_file and folder not in synced_folders:
                 fsync_dir(folder)

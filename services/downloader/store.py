@@ -2,7 +2,7 @@
 
 Layout under ``output_dir``::
 
-    <uploader>/<relative path>              published files, only ever by rename
+    <uploader>/<relative path>              published files, only ever by rename (sha256 in an attribute)
     .streamsend/staging/<instance>/<id>     files being assembled by one running downloader
     .streamsend/staging/<instance>.lock     held (flock) by that downloader while it runs
     .streamsend/quarantine/<uploader>/...   files that failed verification, kept for inspection
@@ -40,6 +40,9 @@ ABANDONED_LOCK_S = 3600
 # for the read-back of early chunks): its final fsync then waits for one window, not the whole file, and it
 # does not crowd the page cache of a small device.
 WRITEBACK_WINDOW = 16 * 1024 * 1024
+# Every published file carries its verified sha256 here: users can check it, and a file received again
+# identical to the published one is recognised without reading it.
+SHA256_ATTRIBUTE = "user.streamsend.sha256"
 
 
 class PublishError(Exception):
@@ -253,8 +256,18 @@ class Store:
         """Hand a staging file's descriptor (if open) to the publisher, which closes it."""
         return self._descriptors.detach(staging)
 
-    def place(self, source: Path, target: Path, mtime_ns: int, *, sync_folders: bool) -> Path:
-        """Rename a verified staging file to its target (in a worker thread); returns the target's folder."""
+    def place(self, source: Path, target: Path, mtime_ns: int, sha256: str, *, sync_folders: bool) -> Path | None:
+        """Rename a verified staging file to its target (in a worker thread); returns the target's folder.
+
+        None when the target already is this very file (same size and mtime, and the sha256 recorded when it
+        was published): the staging file is removed and the target left untouched, so that a file its
+        uploader sent again (it died before it could remember sending it) is not published a second time.
+        """
+        if _already_there(target, source.stat().st_size, mtime_ns, sha256):
+            source.unlink()
+            return None
+        with contextlib.suppress(OSError):  # a filesystem without user attributes: always replaced
+            os.setxattr(source, SHA256_ATTRIBUTE, sha256.encode())
         os.utime(source, ns=(mtime_ns, mtime_ns))
         parent = self._make_folders(target.parent, sync_new=sync_folders)
         try:
@@ -293,6 +306,16 @@ class Store:
         await aiofiles.os.makedirs(folder, exist_ok=True)
         await aiofiles.os.rename(staging.path, destination)
         return destination
+
+
+def _already_there(target: Path, size: int, mtime_ns: int, sha256: str) -> bool:
+    try:
+        st = target.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
+            return False
+        return os.getxattr(target, SHA256_ATTRIBUTE, follow_symlinks=False) == sha256.encode()
+    except OSError:
+        return False
 
 
 def _lock_is_free(lock: Path) -> bool:

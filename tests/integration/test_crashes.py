@@ -16,9 +16,9 @@ from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees
 from streamsend.uploader.planner import partition_for
 from tests.support.daemons import downloader, uploader
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, keys
 from tests.support.processes import DaemonProcess, daemon_env, messages, published
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,10 @@ def _tree(source: Path, big_mb: int = 300, small: int = 30) -> None:
         path = source / f"small/{index:02d}.txt"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(os.urandom(2000 + index))
+
+
+async def _recorded(bootstrap: str, state_topic: str, count: int) -> bool:
+    return len(set(await keys(bootstrap, state_topic))) >= count
 
 
 def _publications(*logs: str) -> Counter[str]:
@@ -87,6 +91,8 @@ async def test_an_uploader_killed_mid_file_sends_it_again_and_nothing_else(
         try:
             await first.wait_for_log("big.bin (00001 of 00289) chunk uploaded")
             await wait_until(lambda: first.log().count("Successfully processed") >= 10, 60, "the small files")
+            # Their state records are confirmed in the background: a kill before that would send them again.
+            await wait_until_async(lambda: _recorded(broker.bootstrap, f"{topic}-state", 10), 60, "the state records")
             code, _ = await first.signal_and_wait(signal.SIGKILL)
         finally:
             await first.kill()

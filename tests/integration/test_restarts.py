@@ -47,6 +47,28 @@ async def test_a_restarted_uploader_sends_nothing_twice_but_what_changed(
     assert (target / "edge-1" / "d0/sub/f0.bin").read_bytes() == b"changed"
 
 
+async def test_files_sent_again_identical_are_not_published_again(
+    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    # Without a state topic the restarted uploader sends everything again, as one does that died between
+    # sending files and recording them: the downloader leaves the published files as they are.
+    source, target = tmp_path / "in", tmp_path / "out"
+    target.mkdir()
+    files = _tree(source)
+    topic = await topics.create()
+    async with downloader(broker.bootstrap, topic, target) as down:
+        for run in (1, 2):
+            async with uploader(broker.bootstrap, topic, source, state_topic="") as up:
+                await wait_until(lambda: up.metric("streamsend_uploader_files_sent_total") == len(files), 30, "sends")
+            if run == 1:
+                await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 6, 30, "all")
+                inodes = {name: (target / "edge-1" / name).stat().st_ino for name in files}
+        await wait_until(lambda: down.metric("streamsend_downloader_files_unchanged_total") == 6, 30, "again")
+        assert down.metric("streamsend_downloader_files_verified_total") == 6
+    assert {name: (target / "edge-1" / name).stat().st_ino for name in files} == inodes
+    assert compare_trees(source, target / "edge-1").identical
+
+
 async def test_after_upload_delete_removes_each_file_once_it_is_safe(
     broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
 ) -> None:

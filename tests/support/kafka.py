@@ -1,13 +1,15 @@
-"""Direct broker access for tests: topic management and a plain producer for hand-made records."""
+"""Direct broker access for tests: topic management, a plain producer for hand-made records and a reader of
+what a topic holds."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 _counter = itertools.count(1)
@@ -61,3 +63,28 @@ async def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> 
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def keys(bootstrap: str, topic: str, timeout_s: float = 30) -> list[bytes | None]:
+    """The key of every record in the topic now, read from the start of each partition to its high watermark
+    (the end offsets some brokers report are wrong)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        found: list[bytes | None] = []
+        remaining = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for records in (await consumer.getmany(*remaining, timeout_ms=500)).values():
+                found.extend(record.key for record in records)
+            for tp in list(remaining):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    remaining.discard(tp)
+        if remaining:
+            raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")
+        return found
+    finally:
+        await consumer.stop()

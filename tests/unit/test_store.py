@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
 from streamsend.downloader.publisher import FsyncPolicy, Publication, Publisher
-from streamsend.downloader.store import WRITEBACK_WINDOW, DescriptorCache, PublishError, Staging, Store
+from streamsend.downloader.store import (
+    SHA256_ATTRIBUTE,
+    WRITEBACK_WINDOW,
+    DescriptorCache,
+    PublishError,
+    Staging,
+    Store,
+)
 
 
 async def _store(root: Path, *, max_open_files: int = 8) -> Store:
@@ -16,13 +24,24 @@ async def _store(root: Path, *, max_open_files: int = 8) -> Store:
     return store
 
 
-async def _publish(store: Store, staging: Staging, target: Path, mtime_ns: int, policy: FsyncPolicy = "file") -> None:
-    publication = Publication(staging, target, mtime_ns)
+async def _publish(
+    store: Store, staging: Staging, target: Path, mtime_ns: int, policy: FsyncPolicy = "file", sha256: str | None = None
+) -> Publication:
+    if sha256 is None:
+        sha256 = hashlib.sha256(staging.path.read_bytes()).hexdigest()
+    publication = Publication(staging, target, mtime_ns, sha256)
     published: list[Publication] = []
     await Publisher(store, policy).publish([publication], published.append)
     if publication.error is not None:
         raise publication.error
     assert published == [publication]
+    return publication
+
+
+async def _staged(store: Store, content: bytes) -> Staging:
+    staging = await store.create(os.urandom(16).hex())
+    await store.write(staging, 0, content, None)
+    return staging
 
 
 @pytest.mark.parametrize("policy", ["batch", "file", "off"])
@@ -48,6 +67,39 @@ async def test_publishing_replaces_an_existing_file(tmp_path: Path) -> None:
         await store.write(staging, 0, content, None)
         await _publish(store, staging, target, 0, "off")
     assert target.read_bytes() == b"new"
+
+
+async def test_a_published_file_carries_its_sha256(tmp_path: Path) -> None:
+    store = await _store(tmp_path)
+    target = store.target("edge-1", ["f"])
+    await _publish(store, await _staged(store, b"data"), target, 0, sha256="ab" * 32)
+    assert os.getxattr(target, SHA256_ATTRIBUTE) == b"ab" * 32
+
+
+@pytest.mark.parametrize("policy", ["batch", "file", "off"])
+async def test_the_same_file_received_again_leaves_the_published_one_untouched(
+    tmp_path: Path, policy: FsyncPolicy
+) -> None:
+    store = await _store(tmp_path)
+    target = store.target("edge-1", ["f"])
+    await _publish(store, await _staged(store, b"data"), target, 7, policy, sha256="ab" * 32)
+    inode = target.stat().st_ino
+    again = await _staged(store, b"data")
+    assert (await _publish(store, again, target, 7, policy, sha256="ab" * 32)).unchanged
+    assert target.stat().st_ino == inode and not again.path.exists()
+
+
+@pytest.mark.parametrize(("content", "mtime_ns", "sha256"), [(b"dat", 7, "ab"), (b"data", 8, "ab"), (b"data", 7, "cd")])
+async def test_a_file_that_differs_in_size_mtime_or_sha256_replaces_the_published_one(
+    tmp_path: Path, content: bytes, mtime_ns: int, sha256: str
+) -> None:
+    store = await _store(tmp_path)
+    target = store.target("edge-1", ["f"])
+    await _publish(store, await _staged(store, b"data"), target, 7, sha256="ab" * 32)
+    inode = target.stat().st_ino
+    publication = await _publish(store, await _staged(store, content), target, mtime_ns, sha256=sha256 * 32)
+    assert not publication.unchanged and target.stat().st_ino != inode
+    assert os.getxattr(target, SHA256_ATTRIBUTE) == sha256.encode() * 32
 
 
 async def test_read_back_folds_what_was_written(tmp_path: Path) -> None:
