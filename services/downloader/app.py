@@ -66,7 +66,11 @@ async def _serve(
     outage: Outage,
     joined: asyncio.Event,
 ) -> None:
-    store = Store(settings.output_dir, max_open_files=settings.max_open_files)
+    store = Store(
+        settings.output_dir,
+        max_open_files=settings.max_open_files,
+        quarantine_max_bytes=settings.quarantine_max_bytes,
+    )
     await store.open()
     try:
         async with Admin(settings, "downloader", outage) as admin:

@@ -58,7 +58,8 @@ class Completion:
         if item.sha256 != item.expected.sha256:
             if item.data is not None:
                 await self._store.write(await self._store.create(item.file.upload_id), 0, item.data, None)
-            await self._quarantine(item, f"sha256 {item.sha256} where {item.expected.sha256} was sent", "checksum")
+            why = f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
+            await self._quarantine(item, why, "checksum")
             return
         parts = item.file.path.split("/")
         target = self._store.target(item.file.uploader, parts)
@@ -82,7 +83,7 @@ class Completion:
         await self._publisher.publish([publication for _, publication in pending], published)
         for item, publication in pending:
             if publication.error is not None:
-                await self._quarantine(item, str(publication.error), "conflict")
+                await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
                 continue
             self._published.setdefault(item.partition, {})[item.file.upload_id] = item.offset
             if publication.unchanged:
@@ -104,8 +105,11 @@ class Completion:
         kept = await self._store.quarantine(
             item.staging, item.file.uploader, item.file.path.split("/"), item.file.upload_id
         )
-        log.error("%s final chunk, verification failed: %s; kept aside as %s", item.where, why, kept)
-        self._metrics.files_quarantined.inc()
+        if kept is None:
+            log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why)
+        else:
+            log.error("%s final chunk, %s; kept aside as %s", item.where, why, kept)
+            self._metrics.files_quarantined.inc()
         self._metrics.files_failed.labels(reason).inc()
         item.done()
 

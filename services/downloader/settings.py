@@ -26,6 +26,9 @@ class DownloaderSettings(CommonSettings):
     max_fetch_bytes: ByteSize = Field(
         ByteSize(2 * 1024 * 1024), ge=1024 * 1024, description="bytes fetched from Kafka at once"
     )
+    quarantine_max_bytes: ByteSize = Field(
+        ByteSize(1024 * 1024 * 1024), ge=0, description="bytes of files failing verification kept for inspection"
+    )
     fsync: FsyncPolicy = Field(
         "batch", description="durability before offsets are committed: batch (grouped syncs), file, or off"
     )

@@ -5,7 +5,7 @@ Layout under ``output_dir``::
     <uploader>/<relative path>              published files, only ever by rename (sha256 in an attribute)
     .streamsend/staging/<instance>/<id>     files being assembled by one running downloader
     .streamsend/staging/<instance>.lock     held (flock) by that downloader while it runs
-    .streamsend/quarantine/<uploader>/...   files that failed verification, kept for inspection
+    .streamsend/quarantine/<uploader>/...   files that failed verification, kept for inspection (bounded)
 
 Staging lives on the same filesystem as the targets, so publication is one atomic rename. Each running
 downloader holds a lock on its own staging folder; folders whose lock is free belong to a process that
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import fcntl
 import logging
 import os
@@ -145,8 +146,9 @@ def fsync_dir(path: Path) -> None:
 
 
 class Store:
-    def __init__(self, output_dir: Path, *, max_open_files: int) -> None:
+    def __init__(self, output_dir: Path, *, max_open_files: int, quarantine_max_bytes: int = 1 << 30) -> None:
         self.root = output_dir.resolve()
+        self.quarantine_max_bytes = quarantine_max_bytes
         self.work = self.root / WORK_DIR
         self.staging_root = self.work / "staging"
         self.quarantine_root = self.work / "quarantine"
@@ -297,15 +299,47 @@ class Store:
                 raise PublishError(f"a {kind} is in the way at {current.relative_to(self.root)}")
         return current
 
-    async def quarantine(self, staging: Staging, uploader: str, parts: Sequence[str], upload_id: str) -> Path:
-        """Keep a file that failed verification aside, out of the published tree."""
+    async def quarantine(self, staging: Staging, uploader: str, parts: Sequence[str], upload_id: str) -> Path | None:
+        """Keep a file that failed verification aside, out of the published tree; None if it is not kept.
+
+        The quarantine holds at most ``quarantine_max_bytes``: the files kept longest go first, so that a
+        producer sending corrupt files can never fill the disk that good files need.
+        """
         self._descriptors.close(staging)
         folder = self.quarantine_root / uploader
-        name = parts[-1].encode()[:200].decode(errors="ignore")  # stays under NAME_MAX with the id in front
-        destination = folder / f"{upload_id}-{name}"
+        name = parts[-1].encode()[:190].decode(errors="ignore")  # stays under NAME_MAX with what goes in front
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # names sort oldest first
+        destination = folder / f"{stamp}-{upload_id}-{name}"
         await aiofiles.os.makedirs(folder, exist_ok=True)
         await aiofiles.os.rename(staging.path, destination)
-        return destination
+        removed = await asyncio.to_thread(self._trim_quarantine, destination)
+        if removed:
+            log.warning("Quarantine over quarantine_max_bytes: removed the %d files kept longest", removed)
+        return destination if destination.exists() else None
+
+    def _trim_quarantine(self, newest: Path) -> int:
+        """Remove the file just kept if it alone is over the limit, else the files kept longest until it fits."""
+        if newest.stat().st_size > self.quarantine_max_bytes:
+            newest.unlink()
+            return 0
+        kept: list[tuple[str, int, Path]] = []
+        for folder, _, names in os.walk(self.quarantine_root):
+            for name in names:
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    kept.append((name, path.lstat().st_size, path))
+        total = sum(size for _, size, _ in kept)
+        removed = 0
+        for _, size, path in sorted(kept):
+            if total <= self.quarantine_max_bytes:
+                break
+            if path == newest:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            total -= size
+            removed += 1
+        return removed
 
 
 def _already_there(target: Path, size: int, mtime_ns: int, sha256: str) -> bool:

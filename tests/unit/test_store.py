@@ -140,9 +140,26 @@ async def test_quarantine_keeps_the_file_outside_the_tree(tmp_path: Path) -> Non
     staging = await store.create("e" * 32)
     await store.write(staging, 0, b"bad", None)
     kept = await store.quarantine(staging, "edge-1", ["a", "report.pdf"], "e" * 32)
-    assert kept.read_bytes() == b"bad"
+    assert kept is not None and kept.read_bytes() == b"bad"
     assert kept.is_relative_to(tmp_path / ".streamsend" / "quarantine")
     assert not (tmp_path / "edge-1").exists()
+
+
+async def test_the_quarantine_keeps_the_newest_files_within_its_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path, max_open_files=4, quarantine_max_bytes=250)
+    await store.open()
+    kept: list[Path] = []
+    for index in range(5):
+        staging = await _staged(store, bytes(100))
+        path = await store.quarantine(staging, f"edge-{index % 2}", [f"f{index}"], f"{index:032x}")
+        assert path is not None
+        kept.append(path)
+    remaining = sorted(p for p in store.quarantine_root.rglob("*") if p.is_file())
+    assert remaining == sorted(kept[3:])  # 200 bytes: the last two; the older three went, oldest first
+    too_big = await _staged(store, bytes(251))
+    assert await store.quarantine(too_big, "edge-0", ["huge"], "f" * 32) is None
+    assert not too_big.path.exists()
+    assert sorted(p for p in store.quarantine_root.rglob("*") if p.is_file()) == sorted(kept[3:])
 
 
 async def test_staging_left_by_a_dead_process_is_removed_but_a_live_ones_is_not(tmp_path: Path) -> None:
