@@ -24,14 +24,18 @@ def _tree(root: Path, count: int = 6) -> dict[str, bytes]:
     return files
 
 
+async def _setup(tmp_path: Path, topics: TopicFactory) -> tuple[Path, Path, dict[str, bytes], str]:
+    """A source tree of six files, an empty target folder and a new topic."""
+    source, target = tmp_path / "in", tmp_path / "out"
+    target.mkdir()
+    return source, target, _tree(source), await topics.create()
+
+
 async def test_a_restarted_uploader_sends_nothing_twice_but_what_changed(
     broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    source, target = tmp_path / "in", tmp_path / "out"
-    target.mkdir()
-    files = _tree(source)
-    topic = await topics.create()
+    source, target, files, topic = await _setup(tmp_path, topics)
     state = topics.reserve()
     async with downloader(broker.bootstrap, topic, target) as down:
         async with uploader(broker.bootstrap, topic, source, state_topic=state) as first:
@@ -52,10 +56,7 @@ async def test_files_sent_again_identical_are_not_published_again(
 ) -> None:
     # Without a state topic the restarted uploader sends everything again, as one does that died between
     # sending files and recording them: the downloader leaves the published files as they are.
-    source, target = tmp_path / "in", tmp_path / "out"
-    target.mkdir()
-    files = _tree(source)
-    topic = await topics.create()
+    source, target, files, topic = await _setup(tmp_path, topics)
     async with downloader(broker.bootstrap, topic, target) as down:
         for run in (1, 2):
             async with uploader(broker.bootstrap, topic, source, state_topic="") as up:
@@ -72,10 +73,7 @@ async def test_files_sent_again_identical_are_not_published_again(
 async def test_after_upload_delete_removes_each_file_once_it_is_safe(
     broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
 ) -> None:
-    source, target = tmp_path / "in", tmp_path / "out"
-    target.mkdir()
-    files = _tree(source)
-    topic = await topics.create()
+    source, target, files, topic = await _setup(tmp_path, topics)
     async with (
         downloader(broker.bootstrap, topic, target) as down,
         uploader(broker.bootstrap, topic, source, after_upload="delete", state_topic=topics.reserve()),
