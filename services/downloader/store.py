@@ -312,16 +312,17 @@ class Store:
         destination = folder / f"{stamp}-{upload_id}-{name}"
         await aiofiles.os.makedirs(folder, exist_ok=True)
         await aiofiles.os.rename(staging.path, destination)
-        removed = await asyncio.to_thread(self._trim_quarantine, destination)
+        kept, removed = await asyncio.to_thread(self._trim_quarantine, destination)
         if removed:
             log.warning("Quarantine over quarantine_max_bytes: removed the %d files kept longest", removed)
-        return destination if destination.exists() else None
+        return destination if kept else None
 
-    def _trim_quarantine(self, newest: Path) -> int:
-        """Remove the file just kept if it alone is over the limit, else the files kept longest until it fits."""
+    def _trim_quarantine(self, newest: Path) -> tuple[bool, int]:
+        """Remove the file just kept if it alone is over the limit, else the files kept longest until it fits;
+        returns whether the newest stays, and how many others went."""
         if newest.stat().st_size > self.quarantine_max_bytes:
             newest.unlink()
-            return 0
+            return False, 0
         kept: list[tuple[str, int, Path]] = []
         for folder, _, names in os.walk(self.quarantine_root):
             for name in names:
@@ -339,7 +340,7 @@ class Store:
                 path.unlink()
             total -= size
             removed += 1
-        return removed
+        return True, removed
 
 
 def _already_there(target: Path, size: int, mtime_ns: int, sha256: str) -> bool:
