@@ -76,6 +76,7 @@ def daemon_env(bootstrap: str, topic: str, **settings: object) -> dict[str, str]
 
 _LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
 _VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified(?: \(md5 [0-9a-f]+\))?$")
+_IDENTICAL = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified: the published file is identical, ")
 
 
 def messages(log: str) -> list[str]:
@@ -86,3 +87,8 @@ def messages(log: str) -> list[str]:
 def published(messages_: list[str]) -> list[str]:
     """Paths the downloader verified and published, once per publication."""
     return [match.group(1) for message in messages_ if (match := _VERIFIED.match(message))]
+
+
+def found_identical(messages_: list[str]) -> list[str]:
+    """Paths the downloader received again, identical to the file already published, and left as they were."""
+    return [match.group(1) for message in messages_ if (match := _IDENTICAL.match(message))]
