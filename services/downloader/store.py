@@ -26,7 +26,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +149,8 @@ class Store:
     def __init__(self, output_dir: Path, *, max_open_files: int, quarantine_max_bytes: int = 1 << 30) -> None:
         self.root = output_dir.resolve()
         self.quarantine_max_bytes = quarantine_max_bytes
+        self._quarantined: deque[tuple[Path, int]] = deque()  # oldest first, read at open
+        self._quarantined_bytes = 0
         self.work = self.root / WORK_DIR
         self.staging_root = self.work / "staging"
         self.quarantine_root = self.work / "quarantine"
@@ -180,6 +182,14 @@ class Store:
                 continue
         if removed:
             log.info("Removed %d stale staging files left by an earlier run", removed)
+        found: list[tuple[str, Path, int]] = []
+        for folder, _, names in os.walk(self.quarantine_root):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((name, Path(folder, name), Path(folder, name).lstat().st_size))
+        for _, path, size in sorted(found):  # names begin with the time they were kept
+            self._quarantined.append((path, size))
+            self._quarantined_bytes += size
 
     def _remove_if_abandoned(self, entry: Path) -> int:
         """Remove a staging folder (or a lock file) whose process is gone; return the files removed."""
@@ -265,7 +275,7 @@ class Store:
         was published): the staging file is removed and the target left untouched, so that a file its
         uploader sent again (it died before it could remember sending it) is not published a second time.
         """
-        if _already_there(target, source.stat().st_size, mtime_ns, sha256):
+        if _already_there(target, source, mtime_ns, sha256):
             source.unlink()
             return None
         with contextlib.suppress(OSError):  # a filesystem without user attributes: always replaced
@@ -320,35 +330,29 @@ class Store:
     def _trim_quarantine(self, newest: Path) -> tuple[bool, int]:
         """Remove the file just kept if it alone is over the limit, else the files kept longest until it fits;
         returns whether the newest stays, and how many others went."""
-        if newest.stat().st_size > self.quarantine_max_bytes:
+        size = newest.stat().st_size
+        if size > self.quarantine_max_bytes:
             newest.unlink()
             return False, 0
-        kept: list[tuple[str, int, Path]] = []
-        for folder, _, names in os.walk(self.quarantine_root):
-            for name in names:
-                path = Path(folder, name)
-                with contextlib.suppress(FileNotFoundError):
-                    kept.append((name, path.lstat().st_size, path))
-        total = sum(size for _, size, _ in kept)
+        self._quarantined.append((newest, size))
+        self._quarantined_bytes += size
         removed = 0
-        for _, size, path in sorted(kept):
-            if total <= self.quarantine_max_bytes:
-                break
-            if path == newest:
-                continue
-            with contextlib.suppress(FileNotFoundError):
+        while self._quarantined_bytes > self.quarantine_max_bytes:  # never reaches the newest: it fits alone
+            path, old = self._quarantined.popleft()
+            with contextlib.suppress(FileNotFoundError):  # perhaps removed by hand, or by another downloader
                 path.unlink()
-            total -= size
+            self._quarantined_bytes -= old
             removed += 1
         return True, removed
 
 
-def _already_there(target: Path, size: int, mtime_ns: int, sha256: str) -> bool:
+def _already_there(target: Path, source: Path, mtime_ns: int, sha256: str) -> bool:
     try:
-        st = target.lstat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
+        st = target.lstat()  # mostly there is no target: the staging file is not even looked at
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime_ns != mtime_ns:
             return False
-        return os.getxattr(target, SHA256_ATTRIBUTE, follow_symlinks=False) == sha256.encode()
+        same = os.getxattr(target, SHA256_ATTRIBUTE, follow_symlinks=False) == sha256.encode()
+        return same and st.st_size == source.stat().st_size
     except OSError:
         return False
 

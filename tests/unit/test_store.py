@@ -160,6 +160,11 @@ async def test_the_quarantine_keeps_the_newest_files_within_its_limit(tmp_path: 
     assert await store.quarantine(too_big, "edge-0", ["huge"], "f" * 32) is None
     assert not too_big.path.exists()
     assert sorted(p for p in store.quarantine_root.rglob("*") if p.is_file()) == sorted(kept[3:])
+    again = Store(tmp_path, max_open_files=4, quarantine_max_bytes=250)  # a restart finds what was kept
+    await again.open()
+    newest = await again.quarantine(await _staged(again, bytes(100)), "edge-0", ["f5"], "a" * 32)
+    assert newest is not None
+    assert sorted(p for p in store.quarantine_root.rglob("*") if p.is_file()) == sorted([kept[4], newest])
 
 
 async def test_staging_left_by_a_dead_process_is_removed_but_a_live_ones_is_not(tmp_path: Path) -> None:
