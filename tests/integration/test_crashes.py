@@ -18,7 +18,7 @@ from streamsend.uploader.planner import partition_for
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory, keys
 from tests.support.processes import DaemonProcess, daemon_env, found_identical, messages, published
-from tests.support.waiting import wait_until, wait_until_async
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ async def test_an_uploader_killed_mid_file_sends_it_again_and_nothing_else(
             await first.wait_for_log("big.bin (00001 of 00289) chunk uploaded")
             await wait_until(lambda: first.log().count("Successfully processed") >= 10, 60, "the small files")
             # Their state records are confirmed in the background: a kill before that would send them again.
-            await wait_until_async(lambda: _recorded(broker.bootstrap, f"{topic}-state", 10), 60, "the state records")
+            await wait_until(lambda: _recorded(broker.bootstrap, f"{topic}-state", 10), 60, "the state records")
             code, _ = await first.signal_and_wait(signal.SIGKILL)
         finally:
             await first.kill()
