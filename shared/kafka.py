@@ -34,6 +34,7 @@ _PERMANENT = (
     kafka_errors.GroupAuthorizationFailedError,
     kafka_errors.ClusterAuthorizationFailedError,
     kafka_errors.AuthenticationFailedError,
+    kafka_errors.SaslAuthenticationFailed,  # what Apache Kafka answers to a wrong password or user
     kafka_errors.AuthenticationMethodNotSupported,
     kafka_errors.UnsupportedSaslMechanismError,
     kafka_errors.IllegalSaslStateError,
@@ -131,6 +132,7 @@ async def stop_client(client: Any, timeout_s: float) -> None:
 # Faults of the connection itself that no retry mends: they name settings to fix.
 _AUTHENTICATION = (
     kafka_errors.AuthenticationFailedError,
+    kafka_errors.SaslAuthenticationFailed,  # what Apache Kafka answers to a wrong password or user
     kafka_errors.AuthenticationMethodNotSupported,
     kafka_errors.UnsupportedSaslMechanismError,
     kafka_errors.IllegalSaslStateError,
@@ -223,6 +225,9 @@ class TopicInfo:
     broker_max_message_bytes: int | None
 
 
+METADATA_WAITS = 20  # about 10 s in all
+
+
 class Admin:
     """The few administrative calls the daemons make, each retried through broker outages."""
 
@@ -275,8 +280,21 @@ class Admin:
                 log.info("Created topic %s with %d partitions", name, partitions)
             except kafka_errors.TopicAlreadyExistsError:
                 pass  # another daemon won the race
-        described = await self._retry(lambda: self._client.describe_topics([name]))
-        return len(described[0]["partitions"])
+        return int(await self._retry(lambda: self._partition_count(name)))
+
+    async def _partition_count(self, name: str) -> int:
+        """A topic just created reaches the metadata of every broker a moment later (Kafka answers with no
+        partitions, or LEADER_NOT_AVAILABLE, until then): that is waited for quietly, then retried as a fault."""
+        for attempt in range(METADATA_WAITS):
+            described = (await self._client.describe_topics([name]))[0]
+            code = described.get("error_code", 0)
+            if not code and described["partitions"]:
+                return len(described["partitions"])
+            fault = kafka_errors.for_code(code) if code else None
+            if fault is not None and not fault.retriable and fault is not kafka_errors.LeaderNotAvailableError:
+                raise fault(f"topic {name}")
+            await asyncio.sleep(0.05 * (attempt + 1))
+        raise kafka_errors.LeaderNotAvailableError(f"topic {name} has no partitions with a leader yet")
 
     def _replication_factor(self) -> int:
         """Three copies where the cluster has three brokers; pre-create the topic for anything else."""

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker, free_port
+from streamsend.demo.broker import free_port
 from streamsend.demo.verify import compare_trees
+from tests.support.brokers import Broker
 from tests.support.kafka import TopicFactory
 
-pytestmark = pytest.mark.slow
+# What this shows does not depend on the kind of broker: the embedded one is enough.
+pytestmark = [pytest.mark.slow, pytest.mark.brokers("tansu")]
 
 ROOT = Path(__file__).parents[2]
 BASE = "localhost/streamsend-base:bookworm"
@@ -52,7 +54,7 @@ def _podman(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
 
 
 def test_images_build_small_and_stream_a_tree_between_containers(
-    podman: dict[str, str], broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path,
+    podman: dict[str, str], broker: Broker, topics: TopicFactory, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     sizes = {}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees
 from streamsend.uploader.planner import partition_for
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory, keys
 from tests.support.processes import DaemonProcess, daemon_env, found_identical, messages, published
@@ -50,7 +50,7 @@ def _arrived(*logs: str) -> set[str]:
 
 
 async def test_a_downloader_killed_mid_file_rebuilds_it_and_publishes_each_file_once(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
@@ -84,7 +84,7 @@ async def test_a_downloader_killed_mid_file_rebuilds_it_and_publishes_each_file_
 
 
 async def test_an_uploader_killed_mid_file_sends_it_again_and_nothing_else(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     source, target = tmp_path / "in", tmp_path / "out"
@@ -119,7 +119,7 @@ async def test_an_uploader_killed_mid_file_sends_it_again_and_nothing_else(
 
 
 async def test_group_members_joining_and_dying_mid_transfer_lose_nothing_and_duplicate_nothing(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.slow
+# What this shows does not depend on the kind of broker: the embedded one is enough.
+pytestmark = [pytest.mark.slow, pytest.mark.brokers("tansu")]
 MiB = 1024 * 1024
 
 
@@ -38,7 +39,7 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_a_full_disk_pauses_downloading_until_space_returns(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, small_filesystem: Path,
+    broker: Broker, topics: TopicFactory, tmp_path: Path, small_filesystem: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     caplog.set_level(logging.INFO)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees, file_sha256, tree_files
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.waiting import wait_until
@@ -26,7 +26,7 @@ def _write(root: Path, relative: str, size: int) -> None:
     path.write_bytes(os.urandom(size))
 
 
-async def test_a_mixed_tree_arrives_byte_for_byte(broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path) -> None:
+async def test_a_mixed_tree_arrives_byte_for_byte(broker: Broker, topics: TopicFactory, tmp_path: Path) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     target.mkdir()
@@ -80,7 +80,7 @@ async def test_a_mixed_tree_arrives_byte_for_byte(broker: EmbeddedBroker, topics
 
 @pytest.mark.slow
 async def test_a_200_mb_file_end_to_end(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: Broker, topics: TopicFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
@@ -107,7 +107,7 @@ async def test_a_200_mb_file_end_to_end(
 
 
 async def test_a_file_written_slowly_arrives_complete_and_once(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
@@ -134,9 +134,7 @@ async def test_a_file_written_slowly_arrives_complete_and_once(
         assert down.metric("streamsend_downloader_files_verified_total") == 1
 
 
-async def test_a_file_changed_after_sending_is_sent_again(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
-) -> None:
+async def test_a_file_changed_after_sending_is_sent_again(broker: Broker, topics: TopicFactory, tmp_path: Path) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     target.mkdir()

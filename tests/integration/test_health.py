@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from streamsend.demo.broker import EmbeddedBroker, free_port
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.relay import Relay
@@ -46,7 +47,7 @@ def sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def test_metrics_move_while_a_file_streams(broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path) -> None:
+async def test_metrics_move_while_a_file_streams(broker: Broker, topics: TopicFactory, tmp_path: Path) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     target.mkdir()

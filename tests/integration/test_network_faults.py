@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker, free_port
 from streamsend.demo.verify import compare_trees
+from tests.support.brokers import BROKERS, Broker, relayed_broker
 from tests.support.kafka import TopicFactory
 from tests.support.processes import DaemonProcess, daemon_env, messages, published
 from tests.support.relay import Relay
@@ -25,16 +25,10 @@ OUTAGE_S = float(os.environ.get("STREAMSEND_TEST_OUTAGE_S", "60"))
 BIG = 400_000_000
 
 
-@pytest.fixture
-def relayed() -> Iterator[tuple[EmbeddedBroker, Relay]]:
-    """A broker of its own that tells clients to connect through a relay the test controls."""
-    relay_port = free_port()
-    with EmbeddedBroker(advertised_port=relay_port) as broker:
-        relay = Relay(relay_port, broker.port).start()
-        try:
-            yield broker, relay
-        finally:
-            relay.stop()
+@pytest.fixture(params=BROKERS)
+def relayed(request: pytest.FixtureRequest) -> Iterator[tuple[Broker, Relay]]:
+    with relayed_broker(request.param) as running:
+        yield running
 
 
 def _tree(source: Path) -> int:
@@ -89,21 +83,17 @@ async def _transfer_through_an_outage(relay: Relay, bootstrap: str, tmp_path: Pa
     assert len(re.findall(r": Successfully processed\.", up_log)) == files
 
 
-async def test_a_minute_of_connection_refused_mid_transfer(
-    relayed: tuple[EmbeddedBroker, Relay], tmp_path: Path
-) -> None:
+async def test_a_minute_of_connection_refused_mid_transfer(relayed: tuple[Broker, Relay], tmp_path: Path) -> None:
     broker, relay = relayed
     await _transfer_through_an_outage(relay, broker.bootstrap, tmp_path, "refused")
 
 
-async def test_a_minute_of_black_hole_mid_transfer(relayed: tuple[EmbeddedBroker, Relay], tmp_path: Path) -> None:
+async def test_a_minute_of_black_hole_mid_transfer(relayed: tuple[Broker, Relay], tmp_path: Path) -> None:
     broker, relay = relayed
     await _transfer_through_an_outage(relay, broker.bootstrap, tmp_path, "black hole")
 
 
-async def test_daemons_started_before_the_broker_wait_for_it(
-    relayed: tuple[EmbeddedBroker, Relay], tmp_path: Path
-) -> None:
+async def test_daemons_started_before_the_broker_wait_for_it(relayed: tuple[Broker, Relay], tmp_path: Path) -> None:
     broker, relay = relayed
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import file_sha256
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.processes import DaemonProcess, daemon_env
@@ -37,7 +37,7 @@ def _staged(target: Path) -> list[Path]:
 
 
 async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
@@ -68,7 +68,7 @@ async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
 
 
 async def test_sigterm_stops_the_downloader_mid_file_and_a_restart_finishes_it(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
@@ -102,7 +102,7 @@ async def test_sigterm_stops_the_downloader_mid_file_and_a_restart_finishes_it(
 
 
 async def test_a_chunk_size_the_broker_cannot_take_stops_the_uploader_with_exit_2(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source = tmp_path / "in"
     source.mkdir()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees, tree_files
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.waiting import wait_until
@@ -32,7 +32,7 @@ async def _setup(tmp_path: Path, topics: TopicFactory) -> tuple[Path, Path, dict
 
 
 async def test_a_restarted_uploader_sends_nothing_twice_but_what_changed(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     source, target, files, topic = await _setup(tmp_path, topics)
@@ -52,7 +52,7 @@ async def test_a_restarted_uploader_sends_nothing_twice_but_what_changed(
 
 
 async def test_files_sent_again_identical_are_not_published_again(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     # Without a state topic the restarted uploader sends everything again, as one does that died between
     # sending files and recording them: the downloader leaves the published files as they are.
@@ -71,7 +71,7 @@ async def test_files_sent_again_identical_are_not_published_again(
 
 
 async def test_after_upload_delete_removes_each_file_once_it_is_safe(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target, files, topic = await _setup(tmp_path, topics)
     async with (
@@ -86,7 +86,7 @@ async def test_after_upload_delete_removes_each_file_once_it_is_safe(
 
 
 async def test_after_upload_move_mirrors_subfolders_in_done_dir(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target, done = tmp_path / "in", tmp_path / "out", tmp_path / "done"
     target.mkdir()
@@ -107,7 +107,7 @@ async def test_after_upload_move_mirrors_subfolders_in_done_dir(
 
 
 async def test_a_file_sent_before_a_crash_but_not_yet_deleted_is_deleted_not_sent(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source = tmp_path / "in"
     files = _tree(source)
@@ -121,7 +121,7 @@ async def test_a_file_sent_before_a_crash_but_not_yet_deleted_is_deleted_not_sen
 
 
 async def test_a_sent_file_absent_long_enough_is_forgotten(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     source = tmp_path / "in"
@@ -146,7 +146,7 @@ async def test_a_sent_file_absent_long_enough_is_forgotten(
 
 
 async def test_without_a_state_topic_the_uploader_says_what_it_forgets(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = tmp_path / "in"
     _tree(source, 1)

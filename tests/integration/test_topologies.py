@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees, tree_files
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.waiting import wait_until
@@ -19,9 +19,7 @@ def _tree(root: Path, count: int, prefix: str = "f") -> None:
         path.write_bytes(os.urandom(1000 + index * 777))
 
 
-async def test_two_uploaders_funnel_into_one_downloader(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
-) -> None:
+async def test_two_uploaders_funnel_into_one_downloader(broker: Broker, topics: TopicFactory, tmp_path: Path) -> None:
     target = tmp_path / "out"
     target.mkdir()
     trees = {name: tmp_path / name for name in ("edge-1", "pos-7")}
@@ -40,7 +38,7 @@ async def test_two_uploaders_funnel_into_one_downloader(
 
 
 async def test_downloaders_in_different_groups_each_mirror_everything(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source = tmp_path / "in"
     source.mkdir()
@@ -64,7 +62,7 @@ async def test_downloaders_in_different_groups_each_mirror_everything(
 
 
 async def test_downloaders_in_one_group_share_the_partitions_and_each_file_arrives_once(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()

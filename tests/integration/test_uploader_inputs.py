@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.verify import compare_trees, tree_files
+from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.processes import DaemonProcess, daemon_env
@@ -22,13 +22,16 @@ from tests.support.waiting import wait_until
 
 MiB = 1024 * 1024
 
+# How the uploader meets its own filesystem does not depend on the kind of broker.
+pytestmark = pytest.mark.brokers("tansu")
+
 
 def _log(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records]
 
 
 async def test_files_that_vanish_before_they_are_read_are_simply_not_sent(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
@@ -53,7 +56,7 @@ async def test_files_that_vanish_before_they_are_read_are_simply_not_sent(
 @pytest.mark.slow
 @pytest.mark.parametrize("change", ["append", "truncate"])
 async def test_a_file_changed_while_it_is_read_is_abandoned_then_sent_whole_once(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
 ) -> None:
     caplog.set_level(logging.INFO)
     source, target = tmp_path / "in", tmp_path / "out"
@@ -84,7 +87,7 @@ async def test_a_file_changed_while_it_is_read_is_abandoned_then_sent_whole_once
 
 @pytest.mark.slow
 async def test_unreadable_files_and_folders_are_reported_and_retried(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path
+    broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     (source / "locked-folder").mkdir(parents=True)
@@ -118,7 +121,7 @@ async def test_unreadable_files_and_folders_are_reported_and_retried(
 
 
 async def test_a_folder_replaced_by_a_file_and_back_is_reported_at_the_target(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     (source / "a").mkdir(parents=True)
@@ -147,7 +150,7 @@ async def test_a_folder_replaced_by_a_file_and_back_is_reported_at_the_target(
 
 
 async def test_special_files_and_undecodable_names_are_reported_once_and_never_opened(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, topics: TopicFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
     source, target = tmp_path / "in", tmp_path / "out"
@@ -177,7 +180,7 @@ async def test_special_files_and_undecodable_names_are_reported_once_and_never_o
 
 @pytest.mark.slow
 async def test_fifty_thousand_files_at_start(
-    broker: EmbeddedBroker, topics: TopicFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: Broker, topics: TopicFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
