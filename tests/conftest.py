@@ -50,7 +50,7 @@ def tansu() -> Iterator[EmbeddedBroker]:
 def kafka() -> Iterator[ApacheKafka]:
     """One Apache Kafka node (KRaft) on free loopback ports, for the whole session."""
     require_kafka()
-    with ApacheKafka() as running:
+    with ApacheKafka(properties={"log.cleaner.backoff.ms": "200"}) as running:  # compaction tests wait less
         yield running
 
 

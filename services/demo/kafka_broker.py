@@ -54,8 +54,7 @@ def kafka_libs() -> Path:
     """The folder holding the broker's jars, or BrokerError saying how to get them."""
     configured = os.environ.get("STREAMSEND_KAFKA_LIBS")
     candidates = [Path(configured)] if configured else []
-    repository = Path(__file__).resolve().parents[2]  # an editable install: the repository's own .tools
-    candidates += sorted((repository / ".tools" / "kafka").glob("*/libs"), reverse=True)
+    candidates += sorted((Path.cwd() / ".tools" / "kafka").glob("*/libs"), reverse=True)  # run from the repository
     for candidate in candidates:
         if (candidate / ".complete").exists() or any(candidate.glob("kafka_2.13-*.jar")):
             return candidate
