@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ByteSize, TypeAdapter, ValidationError
 
 from streamsend.demo.broker import BrokerError, EmbeddedBroker
+from streamsend.demo.kafka_broker import ApacheKafka, kafka_version
 from streamsend.demo.sample import sample_plan, write_sample
 from streamsend.demo.verify import compare_trees, tree_files
 from streamsend.shared import lifecycle, logs
@@ -47,6 +48,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--big-file", type=_size, default=_size("300MB"), help="size of the big file (300MB)")
     parser.add_argument("--keep", type=Path, help="keep the input and output trees in this (new) folder")
+    parser.add_argument(
+        "--broker", choices=("tansu", "kafka"), default="tansu",
+        help="embedded Tansu (default), or Apache Kafka (needs Java; scripts/install-kafka fetches it)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the mirror (600)")
     return parser.parse_args(list(argv))
 
@@ -63,8 +68,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         raise SystemExit(f"streamsend demo: --keep {args.keep} exists already")
     work = Path(tempfile.mkdtemp(prefix="streamsend-demo-")) if args.keep is None else args.keep
     try:
-        with EmbeddedBroker() as broker:
-            log.info("Embedded broker (Tansu) listening on %s", broker.bootstrap)
+        with EmbeddedBroker() if args.broker == "tansu" else ApacheKafka() as broker:
+            if isinstance(broker, ApacheKafka):
+                log.info("Apache Kafka %s (KRaft) listening on %s", kafka_version(), broker.bootstrap)
+            else:
+                log.info("Embedded broker (Tansu) listening on %s", broker.bootstrap)
             ok = await Demo(broker.bootstrap, work, args).run(stop)
     except BrokerError as exc:
         log.error("%s", exc)
