@@ -95,6 +95,7 @@ class KafkaNode:
         self._properties = dict(properties)
         self._process: subprocess.Popen[bytes] | None = None
         self.log_file = data_dir / "server.log"
+        self._log_offset = 0  # where the current run's log begins: a restart appends to the same file
 
     def address(self, listener: str | None = None) -> str:
         return f"{self.host}:{self.advertised[listener or self._listeners[0]]}"
@@ -137,17 +138,17 @@ class KafkaNode:
         """Start the process; ``wait_ready`` waits for it (nodes of a cluster start together)."""
         command = self._java("kafka.Kafka", heap=os.environ.get("STREAMSEND_KAFKA_HEAP", "768m"))
         command.insert(1, "-XX:+UseG1GC")
+        self._log_offset = len(self.log())
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
                 [*command, str(self.data_dir / "server.properties")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        self._started_at = self.log_file.stat().st_size
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if READY_LINE in self.log()[self._started_at :]:
+            if READY_LINE in self.log()[self._log_offset :]:
                 return
             if self._process is None or self._process.poll() is not None:
                 break
@@ -233,9 +234,6 @@ class ApacheKafka:
             raise
         self.startup_s = time.monotonic() - started
         return self
-
-    def node(self, node_id: int) -> KafkaNode:
-        return next(node for node in self.nodes if node.node_id == node_id)
 
     def restart(self, node: KafkaNode) -> None:
         node.launch()
