@@ -235,6 +235,14 @@ class ApacheKafka:
         self.startup_s = time.monotonic() - started
         return self
 
+    def acl(self, *arguments: str) -> None:
+        """Run Kafka's ACL tool against the first listener (``--add --allow-principal User:x ...``)."""
+        node = self.nodes[0]
+        command = [*node._java("kafka.admin.AclCommand", heap="128m"), "--bootstrap-server", node.address()]
+        done = subprocess.run([*command, *arguments], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BrokerError(f"kafka-acls {' '.join(arguments)} failed: {done.stdout}{done.stderr}")
+
     def restart(self, node: KafkaNode) -> None:
         node.launch()
         node.wait_ready()

@@ -17,6 +17,7 @@ from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
+from streamsend.shared.access import raise_if_refused
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.kafka import Admin
 from streamsend.shared.metrics import DownloaderMetrics
@@ -49,14 +50,18 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             return f"output_dir {settings.output_dir} not writable"
         return "output filesystem full: downloading paused" if metrics.is_paused else None
 
-    await run_with_health(
-        _serve(settings, stop, metrics, outage, joined),
-        host=settings.metrics_host,
-        port=settings.metrics_port,
-        registry=registry,
-        readiness=kafka_readiness(joined, outage, output_usable),
-        stop=stop,
-    )
+    try:
+        await run_with_health(
+            _serve(settings, stop, metrics, outage, joined),
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            registry=registry,
+            readiness=kafka_readiness(joined, outage, output_usable),
+            stop=stop,
+        )
+    except Exception as exc:
+        raise_if_refused(exc, settings, {settings.topic: "READ"})
+        raise
 
 
 async def _serve(

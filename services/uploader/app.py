@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
 from streamsend.shared import lifecycle, logs
+from streamsend.shared.access import raise_if_refused
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.kafka import Admin, is_transient
 from streamsend.shared.metrics import UploaderMetrics
@@ -58,14 +59,18 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
             return None
         return f"input_dir {settings.input_dir} not readable"
 
-    await run_with_health(
-        _serve(settings, stop, metrics, outage, started),
-        host=settings.metrics_host,
-        port=settings.metrics_port,
-        registry=registry,
-        readiness=kafka_readiness(started, outage, input_readable),
-        stop=stop,
-    )
+    try:
+        await run_with_health(
+            _serve(settings, stop, metrics, outage, started),
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            registry=registry,
+            readiness=kafka_readiness(started, outage, input_readable),
+            stop=stop,
+        )
+    except Exception as exc:
+        raise_if_refused(exc, settings, {settings.topic: "WRITE", settings.state_topic: "READ,WRITE"})
+        raise
 
 
 async def _serve(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+from streamsend.shared.access import REFUSALS
 from streamsend.shared.protocol import Headers
 from streamsend.shared.retry import Backoff, Outage, describe
 from streamsend.uploader.budget import ByteBudget
@@ -128,6 +129,8 @@ class FileDelivery:
 
     async def _pause_or_raise(self, exc: Exception, backoff: Backoff) -> None:
         courier = self._courier
+        if isinstance(exc, REFUSALS):
+            raise exc  # the ACLs refuse every file alike: not a fault of this file, the daemon stops
         if not courier.is_transient(exc):
             raise PermanentSendError(describe(exc)) from exc
         courier.outage.failed(exc)
