@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from streamsend.demo.kafka_broker import ApacheKafka
 from streamsend.demo.verify import compare_trees
 from tests.support.brokers import require_kafka
 from tests.support.kafka import TopicFactory
-from tests.support.processes import DaemonProcess, daemon_env, found_identical, messages, published
+from tests.support.processes import assert_alive, daemon_pair, found_identical, messages, published, stop_cleanly
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -51,27 +50,15 @@ async def test_a_broker_killed_mid_transfer_and_restarted_loses_and_duplicates_n
     bootstrap = own_kafka.bootstrap
     topic = await TopicFactory(bootstrap).create()
     settings = {"request_timeout": 10, "retry_backoff_max": 3, "state_topic": f"{topic}-state"}
-    down = await DaemonProcess(
-        "downloader", tmp_path / "down.log", daemon_env(bootstrap, topic, output_dir=target, **settings)
-    ).start()
-    up = await DaemonProcess(
-        "uploader", tmp_path / "up.log", daemon_env(bootstrap, topic, input_dir=source, **settings)
-    ).start()
-    try:
+    async with daemon_pair(bootstrap, topic, source, target, tmp_path, **settings) as (up, down):
         await down.wait_for_log("big.bin (00001/")
         node = own_kafka.nodes[0]
         node.kill()
         await asyncio.sleep(DOWN_S)
-        assert up.process is not None and up.process.returncode is None, up.log()[-3000:]
-        assert down.process is not None and down.process.returncode is None, down.log()[-3000:]
+        assert_alive(up, down)
         await asyncio.to_thread(own_kafka.restart, node)
         await wait_until(lambda: compare_trees(source, target / "edge-1").identical, 300, "the whole tree", 1.0)
-        for daemon in (up, down):
-            code, _ = await daemon.signal_and_wait(signal.SIGTERM)
-            assert code == 0, daemon.log()[-3000:]
-    finally:
-        await up.kill()
-        await down.kill()
+        await stop_cleanly(up, down)
     down_messages = messages(down.log())
     verified = published(down_messages)
     assert sorted(verified) == sorted(set(verified)), "a file was published twice"

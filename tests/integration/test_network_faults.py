@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from streamsend.demo.verify import compare_trees
 from tests.support.brokers import BROKERS, Broker, relayed_broker
 from tests.support.kafka import TopicFactory
-from tests.support.processes import DaemonProcess, daemon_env, messages, published
+from tests.support.processes import daemon_pair, messages, published, stop_cleanly
 from tests.support.relay import Relay
 from tests.support.waiting import wait_until
 
@@ -53,25 +52,14 @@ async def _transfer_through_an_outage(relay: Relay, bootstrap: str, tmp_path: Pa
     files = _tree(source)
     topic = await TopicFactory(bootstrap).create()
     settings = {"request_timeout": 10, "retry_backoff_max": 5}
-    down = await DaemonProcess(
-        "downloader", tmp_path / "down.log", daemon_env(bootstrap, topic, output_dir=target, **settings)
-    ).start()
-    up = await DaemonProcess(
-        "uploader", tmp_path / "up.log", daemon_env(bootstrap, topic, input_dir=source, **settings)
-    ).start()
-    try:
+    async with daemon_pair(bootstrap, topic, source, target, tmp_path, **settings) as (up, down):
         await up.wait_for_log("big.bin (00001 of ")
         await down.wait_for_log("big.bin (00001/")
         relay.cut() if fault == "refused" else relay.black_hole()
         await asyncio.sleep(OUTAGE_S)
         relay.restore()
         await wait_until(lambda: compare_trees(source, target / "edge-1").identical, 300, "the whole tree", 1.0)
-        for daemon in (up, down):
-            code, _ = await daemon.signal_and_wait(signal.SIGTERM)
-            assert code == 0, daemon.log()[-3000:]
-    finally:
-        await up.kill()
-        await down.kill()
+        await stop_cleanly(up, down)
     up_log, down_log = up.log(), down.log()
     for name, log in (("uploader", up_log), ("downloader", down_log)):
         outages = _outages(log)
@@ -102,13 +90,7 @@ async def test_daemons_started_before_the_broker_wait_for_it(relayed: tuple[Brok
     topic = await TopicFactory(broker.bootstrap).create()
     relay.cut()
     settings = {"request_timeout": 5, "retry_backoff_max": 2}
-    down = await DaemonProcess(
-        "downloader", tmp_path / "down.log", daemon_env(broker.bootstrap, topic, output_dir=target, **settings)
-    ).start()
-    up = await DaemonProcess(
-        "uploader", tmp_path / "up.log", daemon_env(broker.bootstrap, topic, input_dir=source, **settings)
-    ).start()
-    try:
+    async with daemon_pair(broker.bootstrap, topic, source, target, tmp_path, **settings) as (up, down):
         await up.wait_for_log("Kafka unavailable")
         await down.wait_for_log("Kafka unavailable")
         await asyncio.sleep(5)
@@ -117,8 +99,4 @@ async def test_daemons_started_before_the_broker_wait_for_it(relayed: tuple[Brok
         await wait_until(lambda: (target / "edge-1" / "waiting.txt").exists(), 60, "the file")
         for daemon in (up, down):
             assert "Kafka back after an outage" in daemon.log()
-            code, _ = await daemon.signal_and_wait()
-            assert code == 0
-    finally:
-        await up.kill()
-        await down.kill()
+        await stop_cleanly(up, down)

@@ -20,10 +20,10 @@ class TopicFactory:
         self.bootstrap = bootstrap
         self._made: list[str] = []
 
-    async def create(self, partitions: int = 6, configs: dict[str, str] | None = None) -> str:
+    async def create(self, partitions: int = 6, configs: dict[str, str] | None = None, replicas: int = 1) -> str:
         """A new topic, created before anything else names it (the broker would create it with 4)."""
         name = self.reserve()
-        await self._create(name, partitions, configs or {})
+        await self._create(name, partitions, configs or {}, replicas)
         return name
 
     def reserve(self) -> str:
@@ -32,11 +32,11 @@ class TopicFactory:
         self._made.append(name)
         return name
 
-    async def _create(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+    async def _create(self, name: str, partitions: int, configs: dict[str, str], replicas: int) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+            await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
         finally:
             await admin.close()
 
@@ -71,6 +71,17 @@ async def partition_count(bootstrap: str, topic: str) -> int:
     await admin.start()
     try:
         return len((await admin.describe_topics([topic]))[0]["partitions"])
+    finally:
+        await admin.close()
+
+
+async def leader(bootstrap: str, topic: str, partition: int) -> int:
+    """The node id that leads a partition now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = (await admin.describe_topics([topic]))[0]["partitions"]
+        return int(next(p["leader"] for p in described if p["partition"] == partition))
     finally:
         await admin.close()
 

@@ -8,6 +8,8 @@ import re
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.support.waiting import wait_until
@@ -72,6 +74,36 @@ def daemon_env(bootstrap: str, topic: str, **settings: object) -> dict[str, str]
     }
     env.update({f"STREAMSEND_{name.upper()}": str(value) for name, value in settings.items()})
     return env
+
+
+@asynccontextmanager
+async def daemon_pair(
+    bootstrap: str, topic: str, source: Path, target: Path, logs: Path, **settings: object
+) -> AsyncIterator[tuple[DaemonProcess, DaemonProcess]]:
+    """A downloader into ``target``, then an uploader of ``source``, as processes (logs ``up.log``,
+    ``down.log`` in ``logs``); both killed on leaving, whatever happened."""
+    down_env = daemon_env(bootstrap, topic, output_dir=target, **settings)
+    down = DaemonProcess("downloader", logs / "down.log", down_env)
+    up = DaemonProcess("uploader", logs / "up.log", daemon_env(bootstrap, topic, input_dir=source, **settings))
+    try:
+        await down.start()
+        await up.start()
+        yield up, down
+    finally:
+        await up.kill()
+        await down.kill()
+
+
+async def stop_cleanly(*daemons: DaemonProcess) -> None:
+    """SIGTERM each in turn; each must exit 0."""
+    for daemon in daemons:
+        code, _ = await daemon.signal_and_wait(signal.SIGTERM)
+        assert code == 0, daemon.log()[-3000:]
+
+
+def assert_alive(*daemons: DaemonProcess) -> None:
+    for daemon in daemons:
+        assert daemon.process is not None and daemon.process.returncode is None, daemon.log()[-3000:]
 
 
 _LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
