@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from bench import scenarios
-from bench.harness import Bench
+from bench.harness import Bench, BenchBroker
 from bench.report import chart, render
 from streamsend.demo.broker import EmbeddedBroker
+from streamsend.demo.kafka_broker import ApacheKafka, kafka_version
 
 MB = scenarios.MB
 LARGEST_LIMIT = 32 * 1024 * 1024  # the most this broker takes in one record
@@ -26,6 +27,10 @@ def main() -> None:
     parser.add_argument("--only", default="throughput,memory,small,latency,chunks", help="comma-separated parts")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--broker", choices=("tansu", "kafka"), default="tansu",
+        help="tansu: the embedded broker, in memory; kafka: Apache Kafka (scripts/install-kafka), on disk",
+    )  # fmt: skip
     args = parser.parse_args()
     parts = set(args.only.split(","))
     smoke = args.smoke
@@ -39,7 +44,10 @@ def main() -> None:
     free = shutil.disk_usage("/var/tmp").free
     if free < needed:
         parser.exit(2, f"python -m bench: needs about {needed / 1e9:.0f} GB free in /var/tmp, has {free / 1e9:.0f}\n")
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="streamsend-bench-", dir="/var/tmp") as root:
+    with (
+        _broker(args.broker) as broker,
+        tempfile.TemporaryDirectory(prefix="streamsend-bench-", dir="/var/tmp") as root,
+    ):
         bench = Bench(broker, Path(root))
         throughput = (
             scenarios.throughput(bench, [8 * MB] if smoke else [256 * MB, 1000 * MB], reps)
@@ -60,17 +68,29 @@ def main() -> None:
         )
     stamp = time.strftime("%Y-%m-%d-%H%M")
     settings = [
+        f"- broker: {_describe(broker)} on loopback",
         "- daemons: default settings, except min_file_age 0.5 s and a 2 s consumer session (quick group joins); "
         "topic of 6 partitions; fsync policy batch",
         f"- total run time {time.monotonic() - started:.0f} s"
         + (" (smoke run: sizes too small to mean anything)" if smoke else ""),
     ]
     report = render(f"Streamsend benchmark, {stamp}", settings, throughput, memory, small, latency, sweep, reps)
-    name = f"{stamp}-smoke" if smoke else stamp
+    name = f"{stamp}-{args.broker}" + ("-smoke" if smoke else "")
     (args.results / f"{name}.md").write_text(report + f"\n![chart]({name}.png)\n")
     chart(args.results / f"{name}.png", throughput, memory, sweep)
     print(report)
     print(f"\nwritten: {args.results / (name + '.md')} and .png")
+
+
+def _broker(kind: str) -> BenchBroker:
+    # Kafka's own defaults but for quick group joins: durability by replication, page cache, no fsync per write
+    return ApacheKafka() if kind == "kafka" else EmbeddedBroker()
+
+
+def _describe(broker: BenchBroker) -> str:
+    if isinstance(broker, ApacheKafka):
+        return f"Apache Kafka {kafka_version()} (one KRaft node, logs on disk, started in {broker.startup_s:.1f} s)"
+    return "Tansu (memory storage)"
 
 
 if __name__ == "__main__":

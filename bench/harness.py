@@ -25,6 +25,9 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamsend.demo.broker import EmbeddedBroker
+from streamsend.demo.kafka_broker import ApacheKafka
+
+BenchBroker = EmbeddedBroker | ApacheKafka
 
 BLOCK = 8 * 1024 * 1024
 _STAMP = re.compile(r"^\[(\d{8} \d\d:\d\d:\d\d\.\d{3})\] \w+ \[[^\]]*\] (.*)$")
@@ -109,7 +112,7 @@ class Daemon:
 class Bench:
     """A broker for the whole run, and fresh topics, folders and daemons for each measurement."""
 
-    broker: EmbeddedBroker
+    broker: BenchBroker
     root: Path
 
     def topic(self, partitions: int = 6, max_message_bytes: int | None = None) -> str:
@@ -119,7 +122,7 @@ class Bench:
         return name
 
     def drop(self, *topics: str) -> None:
-        """Delete topics: the broker keeps everything in memory."""
+        """Delete topics: Tansu keeps everything in memory, Kafka on the disk the measurements use."""
         asyncio.run(_admin(self.broker.bootstrap, delete=list(topics)))
 
     @contextmanager

@@ -32,7 +32,7 @@ def machine() -> list[str]:
     versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in packages)
     return [
         f"- machine: {cpu}, {os.cpu_count()} cores, {int(memory) / 1024**2:.0f} GiB, {platform.platform()}",
-        f"- Python {platform.python_version()}; {versions}; broker: Tansu (memory storage) on loopback",
+        f"- Python {platform.python_version()}; {versions}",
     ]
 
 

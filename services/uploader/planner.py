@@ -39,12 +39,13 @@ def choose_chunk_size(configured: int, topic_max: int | None, broker_max: int | 
     """The configured chunk size checked against the limits, or, when it is 0, the largest that fits them, up
     to ``AUTO_MAX_CHUNK``.
 
-    The limit in force is the smaller of the topic's ``max.message.bytes`` and the broker's
-    ``message.max.bytes``; where neither can be read, Kafka's default.
+    The limit in force is the topic's ``max.message.bytes``: it overrides the broker's ``message.max.bytes``,
+    larger or smaller, and the broker reports the value it inherits where the topic sets none. The broker's
+    value counts only where the topic's cannot be read; where neither can, Kafka's default.
     """
     known = [(value, name) for value, name in ((topic_max, "max.message.bytes"), (broker_max, "message.max.bytes"))
              if value is not None]  # fmt: skip
-    limit, name = min(known) if known else (KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "Kafka's default max.message.bytes")
+    limit, name = known[0] if known else (KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "Kafka's default max.message.bytes")
     largest = min(MAX_CHUNK_SIZE, limit - HEADROOM_BYTES)
     if largest < ALIGN_BYTES:
         raise ChunkSizeError(f"{name} {limit} leaves no room for a chunk after {HEADROOM_BYTES} bytes of headers")

@@ -31,12 +31,12 @@ def kafka_topics(kafka: ApacheKafka) -> Iterator[TopicFactory]:
     factory.delete_all()
 
 
-@pytest.mark.parametrize(("limit", "expected"), [(512 * KiB, 512 * KiB - 8 * KiB), (4 * MiB, 1040384)])
+@pytest.mark.parametrize(("limit", "expected"), [(512 * KiB, 512 * KiB - 8 * KiB), (4 * MiB, MiB)])
 async def test_the_automatic_chunk_size_follows_an_enforced_max_message_bytes(
     kafka: ApacheKafka, kafka_topics: TopicFactory, tmp_path: Path, limit: int, expected: int
 ) -> None:
-    # 512 KiB: the limit less 8 KiB of headroom; 4 MiB: the 1 MiB cap (the broker's own limit is 1048588,
-    # but a topic's max.message.bytes overrides it: that is what Kafka enforces).
+    # 512 KiB: the limit less 8 KiB of headroom; 4 MiB: the 1 MiB cap of the automatic choice (the broker's own
+    # limit is 1048588, but a topic's max.message.bytes overrides it: that is what Kafka enforces).
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     target.mkdir()
@@ -46,6 +46,24 @@ async def test_the_automatic_chunk_size_follows_an_enforced_max_message_bytes(
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 1, 60, "the file")
         assert up.metric("streamsend_uploader_chunk_size_bytes") == expected
         assert up.metric("streamsend_uploader_files_failed_total", reason="kafka") == 0
+    assert compare_trees(source, target / "edge-1").identical
+
+
+async def test_a_chunk_size_above_the_brokers_limit_fits_a_topic_that_allows_it(
+    kafka: ApacheKafka, kafka_topics: TopicFactory, tmp_path: Path
+) -> None:
+    # The broker's message.max.bytes stays at 1048588; the topic's 32 MiB overrides it, and 8 MiB records pass.
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    target.mkdir()
+    (source / "scan.tiff").write_bytes(os.urandom(20 * MiB + 5))
+    topic = await kafka_topics.create(configs={"max.message.bytes": str(32 * MiB)})
+    async with (
+        downloader(kafka.bootstrap, topic, target) as down,
+        uploader(kafka.bootstrap, topic, source, chunk_size=8 * MiB) as up,
+    ):
+        await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 1, 60, "the file")
+        assert up.metric("streamsend_uploader_chunk_size_bytes") == 8 * MiB
     assert compare_trees(source, target / "edge-1").identical
 
 

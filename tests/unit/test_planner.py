@@ -45,8 +45,8 @@ def test_many_chunks_cover_the_file_exactly() -> None:
     assert total == size
 
 
-def test_automatic_chunk_size_fills_the_smaller_limit_minus_headroom() -> None:
-    choice = choose_chunk_size(0, 2_000_000, 1_048_588)
+def test_automatic_chunk_size_fills_the_limit_minus_headroom() -> None:
+    choice = choose_chunk_size(0, None, 1_048_588)
     assert choice.limit == 1_048_588 and choice.limit_name == "message.max.bytes"
     assert choice.chunk_size % ALIGN_BYTES == 0
     assert choice.limit - HEADROOM_BYTES - ALIGN_BYTES < choice.chunk_size <= choice.limit - HEADROOM_BYTES
@@ -59,9 +59,15 @@ def test_the_automatic_choice_stops_at_one_mebibyte_where_the_broker_allows_more
     assert choose_chunk_size(8 * 1024 * 1024, 32 * 1024 * 1024, None).chunk_size == 8 * 1024 * 1024  # if asked
 
 
-def test_topic_limit_wins_when_smaller() -> None:
+def test_the_topic_limit_overrides_the_brokers_smaller_or_larger() -> None:
     choice = choose_chunk_size(0, 524_288, 1_048_588)
     assert (choice.limit, choice.limit_name, choice.limits_known) == (524_288, "max.message.bytes", True)
+    larger = choose_chunk_size(8 * 1024 * 1024, 32 * 1024 * 1024, 1_048_588)
+    assert (larger.chunk_size, larger.limit, larger.limit_name) == (
+        8 * 1024 * 1024,
+        32 * 1024 * 1024,
+        "max.message.bytes",
+    )
 
 
 def test_unreadable_limits_fall_back_to_kafkas_default() -> None:
