@@ -200,11 +200,20 @@ def _handshake(server: str, context: ssl.SSLContext, timeout_s: float) -> None:
             pass
 
 
+# Alerts a server sends when it refuses the client's certificate, or its absence: OpenSSL servers say
+# CERTIFICATE_REQUIRED (TLS 1.3) or HANDSHAKE_FAILURE, Java's (Apache Kafka) BAD_CERTIFICATE, and a certificate
+# from a CA the server does not trust gets UNKNOWN_CA.
+_CLIENT_CERTIFICATE_ALERTS = (
+    "CERTIFICATE_REQUIRED", "HANDSHAKE_FAILURE", "ALERT_BAD_CERTIFICATE", "ALERT_UNKNOWN_CA",
+    "ALERT_CERTIFICATE_UNKNOWN", "ALERT_ACCESS_DENIED",
+)  # fmt: skip
+
+
 def _refuse_settings(exc: BaseException, server: str) -> None:
     failure = tls_failure(exc)
     if failure is not None:
         reason = getattr(failure, "reason", None) or str(failure)
-        if "CERTIFICATE_REQUIRED" in str(reason).upper() or "HANDSHAKE_FAILURE" in str(reason).upper():
+        if any(alert in str(reason).upper() for alert in _CLIENT_CERTIFICATE_ALERTS):
             setting = "ssl_certfile/ssl_keyfile"
         elif "HOSTNAME" in str(failure).upper() or "IP ADDRESS MISMATCH" in str(failure).upper():
             setting = "ssl_check_hostname"

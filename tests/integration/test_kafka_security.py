@@ -1,7 +1,8 @@
-"""SASL and TLS on Apache Kafka's own listeners: PLAIN, SCRAM-SHA-256/512 and an SSL listener with PEM files.
+"""SASL and TLS on Apache Kafka's own listeners: PLAIN, SCRAM-SHA-256/512, an SSL listener with PEM files, and
+one that requires a client certificate (mutual TLS).
 
-Right credentials stream a file; a wrong password, an unknown user or an untrusted CA stop the daemon at start
-with exit code 2 and a line naming the setting.
+Right credentials stream a file; a wrong password, an unknown user, an untrusted CA or a missing client
+certificate stop the daemon at start with exit code 2 and a line naming the setting.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def secured(pki: Pki) -> Iterator[ApacheKafka]:
     }
     users = [f"{mechanism}=[name={USER},password={PASSWORD}]" for mechanism in MECHANISMS[1:]]
     with ApacheKafka(listeners=("PLAINTEXT", "SASL_PLAINTEXT", "SSL"), properties=properties, scram=users) as kafka:
+        yield kafka
+
+
+@pytest.fixture(scope="module")
+def mutual(pki: Pki) -> Iterator[ApacheKafka]:
+    """An SSL listener that wants a client certificate signed by the test CA (a truststore given as PEM)."""
+    require_kafka()
+    properties = {
+        "listener.name.ssl.ssl.keystore.type": "PEM",
+        "listener.name.ssl.ssl.keystore.certificate.chain": _pem_value(pki.server_cert),
+        "listener.name.ssl.ssl.keystore.key": _pem_value(pki.server_key),
+        "listener.name.ssl.ssl.truststore.type": "PEM",
+        "listener.name.ssl.ssl.truststore.certificates": _pem_value(pki.ca),
+        "listener.name.ssl.ssl.client.auth": "required",
+    }
+    with ApacheKafka(listeners=("PLAINTEXT", "SSL"), properties=properties) as kafka:
         yield kafka
 
 
@@ -115,3 +132,20 @@ async def test_an_untrusted_ca_stops_the_daemon_at_start(secured: ApacheKafka, p
     log = await _refused(secured.servers("SSL"), tmp_path, "uploader", security_protocol="SSL", ssl_cafile=pki.rogue_ca)
     assert "invalid setting ssl_cafile: TLS with" in log
     assert "CERTIFICATE_VERIFY_FAILED" in log
+
+
+async def test_mutual_tls_streams_files_with_a_client_certificate(
+    mutual: ApacheKafka, pki: Pki, tmp_path: Path
+) -> None:
+    await _stream_one_file(
+        mutual.servers("SSL"), tmp_path, security_protocol="SSL", ssl_cafile=pki.ca,
+        ssl_certfile=pki.client_cert, ssl_keyfile=pki.client_key,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["uploader", "downloader"])
+async def test_mutual_tls_without_a_client_certificate_stops_the_daemon_at_start(
+    mutual: ApacheKafka, pki: Pki, tmp_path: Path, role: str
+) -> None:
+    log = await _refused(mutual.servers("SSL"), tmp_path, role, security_protocol="SSL", ssl_cafile=pki.ca)
+    assert "invalid setting ssl_certfile/ssl_keyfile: TLS with" in log
