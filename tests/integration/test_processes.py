@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamsend.demo.verify import file_sha256
-from tests.support.brokers import Broker
+from tests.support.brokers import BROKERS, Broker, require_kafka
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory
 from tests.support.processes import DaemonProcess, daemon_env
@@ -119,15 +119,16 @@ async def test_a_chunk_size_the_broker_cannot_take_stops_the_uploader_with_exit_
     )
 
 
-def test_the_demo_command_streams_and_verifies_a_sample_tree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", BROKERS)
+def test_the_demo_command_streams_and_verifies_a_sample_tree(tmp_path: Path, kind: str) -> None:
+    if kind == "kafka":
+        require_kafka()
+    command = [sys.executable, "-m", "streamsend", "demo", "--big-file", "20MB", "--keep", str(tmp_path / "demo")]
     result = subprocess.run(
-        [sys.executable, "-m", "streamsend", "demo", "--big-file", "20MB", "--keep", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+        [*command, "--broker", kind], capture_output=True, text=True, timeout=300, check=False
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-5000:]
     assert "result                                : OK" in result.stdout
     assert "files sent and verified byte for byte : 12" in result.stdout
     assert (tmp_path / "demo" / "inbox" / "edge-1" / "video" / "recording.bin").stat().st_size == 20_000_000
+    assert ("Apache Kafka 3.9.1" if kind == "kafka" else "Tansu") in result.stdout + result.stderr
