@@ -70,6 +70,7 @@ class ConsumeLoop:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=s.isolation_level,
             session_timeout_ms=int(s.session_timeout * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
             fetch_max_bytes=int(s.max_fetch_bytes),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
@@ -28,6 +29,9 @@ class DownloaderSettings(CommonSettings):
     )
     quarantine_max_bytes: ByteSize = Field(
         ByteSize(1024 * 1024 * 1024), ge=0, description="bytes of files failing verification kept for inspection"
+    )
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        "read_committed", description="read_committed: chunks of an aborted transaction are never seen"
     )
     fsync: FsyncPolicy = Field(
         "batch", description="durability before offsets are committed: batch (grouped syncs), file, or off"

@@ -29,6 +29,7 @@ from streamsend.uploader.pipeline import FileSender, Interrupted, ReadyFile
 from streamsend.uploader.planner import ChunkSizeChoice, ChunkSizeError, choose_chunk_size
 from streamsend.uploader.reader import FileChangedError
 from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,16 @@ async def _serve(
         choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes)
         log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
         metrics.chunk_size.set(choice.chunk_size)
-        if state is not None:
-            await state.prepare(admin)
-            await state.load(ledger)
-        else:
-            log.warning(
-                "state_topic is empty: what was sent is remembered in memory only, and sent again after a restart"
-            )
+        # The producers start first: a transactional one aborts what its predecessor left open, which a
+        # read_committed load of the state topic would otherwise wait for.
         async with ProducerPool(settings, choice.limit, outage) as pool:
+            if state is not None:
+                await state.prepare(admin)
+                await state.load(ledger)
+            else:
+                log.warning(
+                    "state_topic is empty: what was sent is remembered in memory only, and sent again after a restart"
+                )
             metrics.kafka_up.set(1)
             started.set()
             if state is not None:
@@ -101,6 +104,11 @@ async def _serve(
                 ledger,
                 on_skip=lambda reason: metrics.files_skipped.labels(reason).inc(),
                 on_forgotten=state.forget_soon if state is not None else lambda path: None,
+            )
+            transactions = (
+                FileTransactions(pool, state, outage, is_transient, settings.retry_backoff_max, metrics.retries.inc)
+                if settings.transactional and state is not None
+                else None
             )
             sender = FileSender(
                 uploader=settings.uploader_name,
@@ -113,9 +121,11 @@ async def _serve(
                     is_transient,
                     settings.retry_backoff_max,
                     on_retry=metrics.retries.inc,
+                    resend=transactions is None,
                 ),
                 stop=stop,
                 on_chunk=metrics.chunk_acked,
+                transactions=transactions,
             )
             workers = Workers(intake, sender, finisher, metrics)
             try:

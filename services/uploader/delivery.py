@@ -41,6 +41,11 @@ class PermanentSendError(Exception):
     """A fault that retrying cannot mend; the file is failed with this message."""
 
 
+class TransactionFault(Exception):
+    """A transient fault inside a transaction: a record cannot be sent again within it, so the transaction is
+    aborted and the file sent again from the start (``__cause__`` is the fault)."""
+
+
 class Courier:
     """Delivers the records of every file through one sink, within one budget of bytes in flight."""
 
@@ -52,8 +57,10 @@ class Courier:
         is_transient: Callable[[BaseException], bool],
         backoff_max_s: float,
         on_retry: Callable[[], None] = lambda: None,
+        resend: bool = True,
     ) -> None:
         self.sink = sink
+        self.resend = resend  # False in transactions: a transient fault raises TransactionFault instead
         self.budget = budget
         self.outage = outage
         self.is_transient = is_transient
@@ -86,9 +93,10 @@ class FileDelivery:
             # Callers see the error itself, not the task group's wrapping: the body's own first.
             if exc is not None and exc in group.exceptions:
                 raise exc from None
-            permanent = group.subgroup(PermanentSendError)
-            if permanent is not None:
-                raise _first_leaf(permanent) from None
+            for kind in (PermanentSendError, TransactionFault):
+                found = group.subgroup(kind)
+                if found is not None:
+                    raise _first_leaf(found) from None
             raise
 
     async def send(self, record: OutgoingRecord) -> None:
@@ -133,6 +141,8 @@ class FileDelivery:
             raise exc  # the ACLs refuse every file alike: not a fault of this file, the daemon stops
         if not courier.is_transient(exc):
             raise PermanentSendError(describe(exc)) from exc
+        if not courier.resend:
+            raise TransactionFault(describe(exc)) from exc
         courier.outage.failed(exc)
         courier.on_retry()
         await asyncio.sleep(backoff.next_delay())

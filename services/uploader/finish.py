@@ -34,6 +34,7 @@ MAX_UNCONFIRMED = 100  # groups of state records awaiting acknowledgement; a wor
 
 class Finisher:
     def __init__(self, settings: UploaderSettings, ledger: SentLedger, state: StateRecords | None) -> None:
+        self._state_written = settings.transactional  # in the file's own transaction, already committed
         self._action = settings.after_upload
         self._done_dir = settings.done_dir
         self._ledger = ledger
@@ -52,7 +53,7 @@ class Finisher:
             return
         for _, sent in done:
             self._ledger.record(sent)
-        if self._state is None:
+        if self._state is None or self._state_written:
             for ready, _ in done:
                 await self.tidy(ready)
             return

@@ -3,6 +3,11 @@
 aiokafka keeps one produce request in flight per broker connection, so a single producer waits a round
 trip per request; several producers keep several requests moving. Each file keeps to one producer (its
 lane), so its chunks stay in order.
+
+With ``transactional`` each worker lane has its own transactional producer (a producer holds one transaction
+at a time), with a transactional id made of the uploader's name and the lane: a restarted uploader fences off
+its predecessor and aborts whatever transaction that left open. State records written outside a file's
+transaction (tombstones, files found sent at start) go through one more, plain, idempotent producer.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamsend.shared.kafka import Admin, client_options, is_transient, stop_client
-from streamsend.shared.retry import Outage, retry_forever
+from streamsend.shared.retry import Outage, describe, retry_forever
+from streamsend.shared.settings import SettingsError
 from streamsend.uploader.delivery import OutgoingRecord
 from streamsend.uploader.ledger import SentFile, SentLedger
 from streamsend.uploader.settings import UploaderSettings
@@ -32,14 +38,17 @@ class ProducerPool:
         self._max_message_bytes = max_message_bytes
         self._outage = outage
         self._producers: list[Any] = []
+        self._plain: Any = None  # for records outside any transaction
         self.idempotent = False
+        self.transactional = settings.transactional
 
-    def _producer(self, idempotent: bool) -> Any:
+    def _producer(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         s = self._settings
         return AIOKafkaProducer(
             **client_options(s, "uploader"),
             acks="all",
             enable_idempotence=idempotent,
+            transactional_id=transactional_id,
             max_request_size=self._max_message_bytes,
             max_batch_size=s.max_batch_bytes,
             linger_ms=int(s.linger * 1000),
@@ -49,8 +58,11 @@ class ProducerPool:
     async def __aenter__(self) -> ProducerPool:
         try:
             self.idempotent = await self._start_first()
-            for _ in range(1, self._settings.producers):
-                self._producers.append(await self._start(self.idempotent))
+            if self.transactional:
+                await self._start_transactional()
+            else:
+                for _ in range(1, self._settings.producers):
+                    self._producers.append(await self._start(self.idempotent))
         except BaseException:
             await self.__aexit__()
             raise
@@ -58,8 +70,54 @@ class ProducerPool:
 
     async def __aexit__(self, *exc: object) -> None:
         producers, self._producers = self._producers, []
-        for producer in producers:
+        plain, self._plain = self._plain, None
+        for producer in [*producers, *([plain] if plain is not None and plain not in producers else [])]:
             await stop_client(producer, self._settings.request_timeout)
+
+    async def _start_transactional(self) -> None:
+        if not self.idempotent:
+            raise SettingsError("invalid setting transactional: the broker refuses the idempotent producer")
+        self._plain = self._producers.pop()
+        name = self._settings.uploader_name
+        for lane in range(self._settings.max_concurrent_files):
+            transactional_id = f"streamsend-{name}-{lane}"
+            try:
+                self._producers.append(await self._start(True, transactional_id))
+            except (kafka_errors.UnsupportedVersionError, kafka_errors.UnknownError) as exc:
+                raise SettingsError(
+                    f"invalid setting transactional: the broker has no transactions ({type(exc).__name__})"
+                ) from None
+            except kafka_errors.TransactionalIdAuthorizationFailed:
+                raise SettingsError(
+                    f"invalid setting transactional: not allowed to use transactional id {transactional_id}"
+                    f" (kafka-acls --add --operation Write --transactional-id streamsend-{name}-"
+                    " --resource-pattern-type prefixed)"
+                ) from None
+        log.info(
+            "Transactions enabled: %d transactional producers (ids streamsend-%s-0..%d)",
+            len(self._producers), name, len(self._producers) - 1,
+        )  # fmt: skip
+
+    async def begin(self, lane: int) -> None:
+        await self._lane(lane).begin_transaction()
+
+    async def commit(self, lane: int) -> None:
+        await self._lane(lane).commit_transaction()
+
+    async def abort(self, lane: int) -> None:
+        """Abort the lane's open transaction, if any; a producer that cannot abort is replaced."""
+        producer = self._lane(lane)
+        try:
+            if producer._txn_manager.is_in_transaction():
+                await asyncio.wait_for(producer.abort_transaction(), self._settings.request_timeout)
+        except Exception as exc:  # a fatal state (fenced, or a broker gone too long): start the lane anew
+            log.warning("Transaction of lane %d not aborted (%s): its producer is restarted", lane, describe(exc))
+            await stop_client(producer, self._settings.request_timeout)
+            index = lane % len(self._producers)
+            self._producers[index] = await self._start(True, f"streamsend-{self._settings.uploader_name}-{lane}")
+
+    def _lane(self, lane: int) -> Any:
+        return self._producers[lane % len(self._producers)]
 
     async def _start_first(self) -> bool:
         """Start with the idempotent producer, or learn that the broker cannot give one."""
@@ -80,9 +138,9 @@ class ProducerPool:
         self._producers.append(await self._start(False))
         return False
 
-    async def _start(self, idempotent: bool) -> Any:
+    async def _start(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         async def attempt() -> Any:
-            producer = self._producer(idempotent)
+            producer = self._producer(idempotent, transactional_id)
             try:
                 await producer.start()
             except BaseException:
@@ -94,9 +152,6 @@ class ProducerPool:
             attempt, outage=self._outage, is_transient=is_transient, backoff_max_s=self._settings.retry_backoff_max
         )
 
-    async def partitions(self, topic: str) -> int:
-        return len(await self._producers[0].partitions_for(topic))
-
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
         return await self.send(self._settings.topic, record.key, record.value, record.partition, lane, record.headers)
 
@@ -106,10 +161,14 @@ class ProducerPool:
         key: bytes,
         value: bytes | None,
         partition: int,
-        lane: int = 0,
+        lane: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Awaitable[object]:
-        producer = self._producers[lane % len(self._producers)]
+        """Hand a record to the lane's producer, or with no lane to the one for records outside transactions."""
+        if lane is None:
+            producer = self._plain if self._plain is not None else self._producers[0]
+        else:
+            producer = self._lane(lane)
         future: Awaitable[object] = await producer.send(
             topic, value=value, key=key, headers=headers or [], partition=partition
         )
@@ -147,9 +206,10 @@ class StateTopic:
         )
 
     async def _load(self, ledger: SentLedger) -> int:
+        # read_committed: the state records of an aborted transaction name files that were not sent
         consumer = AIOKafkaConsumer(
             **client_options(self._settings, "uploader"), group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_bytes=4 * 1024 * 1024,
+            auto_offset_reset="earliest", fetch_max_bytes=4 * 1024 * 1024, isolation_level="read_committed",
         )  # fmt: skip
         tp = TopicPartition(self._topic, self._partition)
         started = reported = time.monotonic()
@@ -169,9 +229,11 @@ class StateTopic:
                             ledger.forget(path)
                         else:
                             ledger.record(sent)
-                # The end offset some brokers report is wrong; the high watermark of a fetch is not.
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                # The end offset some brokers report is wrong; the stable offset (or high watermark) of a fetch is not.
+                end = consumer.last_stable_offset(tp)
+                if end is None:
+                    end = consumer.highwater(tp)
+                if end is not None and await consumer.position(tp) >= end:
                     break
                 if time.monotonic() - reported >= PROGRESS_EVERY_S:
                     reported = time.monotonic()
@@ -186,6 +248,10 @@ class StateTopic:
 
     def attach(self, pool: ProducerPool) -> None:
         self._pool = pool
+
+    def records(self, sents: list[SentFile]) -> list[tuple[str, bytes, bytes, int]]:
+        name = self._settings.uploader_name
+        return [(self._topic, state_key(name, s.path), encode_sent(s), self._partition) for s in sents]
 
     async def save_many(self, sents: list[SentFile]) -> None:
         """Remember sent files; returns once the broker has every record. They are handed over in order

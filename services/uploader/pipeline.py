@@ -24,6 +24,7 @@ from streamsend.uploader.ledger import SentFile
 from streamsend.uploader.planner import partition_for, spans
 from streamsend.uploader.reader import ChunkReader, read_many
 from streamsend.uploader.readiness import FileState
+from streamsend.uploader.transactions import COMMIT_EVERY_BYTES, FileTransactions
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class FileSender:
         courier: Courier,
         stop: asyncio.Event,
         on_chunk: Callable[[int], None] = lambda size: None,
+        transactions: FileTransactions | None = None,
     ) -> None:
+        self._transactions = transactions
         self._uploader = uploader
         self._chunk_size = chunk_size
         self._partitions = partitions
@@ -103,6 +106,19 @@ class FileSender:
     async def send_group(self, group: list[ReadyFile], lane: int) -> list[SentFile | Exception]:
         """One-chunk files together: read in one thread hop, their records handed over in order, their
         acknowledgements awaited together. Returns, for each file, what was sent or why it was not."""
+        transactions = self._transactions
+        if transactions is None:
+            return await self._send_group(group, lane)
+        name = f"{group[0].wire_path} and {len(group) - 1} more" if len(group) > 1 else group[0].wire_path
+        try:
+            return await transactions.retrying(lambda: self._send_group(group, lane), lane, name)
+        except Exception as exc:  # permanent: every file of the group shares the outcome
+            return [exc for _ in group]
+
+    async def _send_group(self, group: list[ReadyFile], lane: int) -> list[SentFile | Exception]:
+        transactions = self._transactions
+        if transactions is not None:
+            await transactions.begin(lane)
         budget = self._courier.budget
         total = sum(ready.state.size for ready in group)
         await budget.acquire(total)
@@ -139,11 +155,13 @@ class FileSender:
         except BaseException as exc:
             for record in records[handed:]:
                 budget.release(len(record.value))
-            if not isinstance(exc, Exception):
+            if not isinstance(exc, Exception) or transactions is not None:
                 raise
             return [exc if isinstance(outcome, SentFile) else outcome for outcome in outcomes]
         now = time.time()
         sent = [dataclasses.replace(o, sent_at=now) if isinstance(o, SentFile) else o for o in outcomes]
+        if transactions is not None:
+            await transactions.finish(lane, [outcome for outcome in sent if isinstance(outcome, SentFile)])
         for outcome in sent:
             if isinstance(outcome, SentFile):
                 log.info("%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5)
@@ -151,6 +169,16 @@ class FileSender:
 
     async def send(self, ready: ReadyFile, lane: int) -> SentFile:
         """Send every chunk and wait for all acknowledgements; FileChangedError if the file moved under us."""
+        transactions = self._transactions
+        if transactions is None:
+            return await self._send(ready, lane)
+        return await transactions.retrying(lambda: self._send(ready, lane), lane, ready.wire_path)
+
+    async def _send(self, ready: ReadyFile, lane: int) -> SentFile:
+        transactions = self._transactions
+        if transactions is not None:
+            await transactions.begin(lane)
+        uncommitted = 0
         name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
         upload_id = new_upload_id()
         count = chunk_count(size, chunk_size)
@@ -191,9 +219,12 @@ class FileSender:
                     budget.release(len(data))
                     raise
                 await delivery.send(record)
+                uncommitted += len(data)
+                if transactions is not None and uncommitted >= COMMIT_EVERY_BYTES and not final:
+                    await transactions.commit_part(lane)
+                    uncommitted = 0
             digest = reader.digest()
-        log.info("%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5)
-        return SentFile(
+        sent = SentFile(
             path=name,
             size=size,
             mtime_ns=ready.state.mtime_ns,
@@ -202,3 +233,7 @@ class FileSender:
             upload_id=upload_id,
             sent_at=time.time(),
         )
+        if transactions is not None:
+            await transactions.finish(lane, [sent])
+        log.info("%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5)
+        return sent

@@ -50,6 +50,11 @@ class UploaderSettings(CommonSettings):
     state_topic: str = Field(
         "streamsend-state", description="compacted topic remembering what was sent ('' = remember in memory only)"
     )
+    transactional: bool = Field(
+        False,
+        description="write a file's last chunks and its state record in one Kafka transaction"
+        " (needs a broker with transactions and a state_topic)",
+    )
     state_max_files: int = Field(200_000, ge=1000, description="files remembered as sent, at most")
     state_forget_after: float = Field(
         86400.0, gt=0, description="seconds a sent file may be absent from the tree before it is forgotten"
@@ -68,6 +73,12 @@ class UploaderSettings(CommonSettings):
     @classmethod
     def _state_topic(cls, value: str) -> str:
         return value if value == "" else check_topic_name(value)
+
+    @model_validator(mode="after")
+    def _transactions(self) -> UploaderSettings:
+        if self.transactional and not self.state_topic:
+            raise ValueError("transactional needs a state_topic: the transaction writes the file's state record")
+        return self
 
     @model_validator(mode="after")
     def _done_dir(self) -> UploaderSettings:

@@ -87,19 +87,27 @@ async def leader(bootstrap: str, topic: str, partition: int) -> int:
 
 
 async def keys(bootstrap: str, topic: str, timeout_s: float = 30) -> list[bytes | None]:
-    """The key of every record in the topic now, read from the start of each partition to its high watermark
-    (the end offsets some brokers report are wrong)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    """The key of every record in the topic now."""
+    return [record.key for record in await records(bootstrap, topic, timeout_s)]
+
+
+async def records(bootstrap: str, topic: str, timeout_s: float = 30, committed_only: bool = False) -> list[Any]:
+    """Every record in the topic now, read from the start of each partition to its high watermark (the end
+    offsets some brokers report are wrong); ``committed_only``: as a read_committed consumer sees them."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )  # fmt: skip
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
         consumer.assign(partitions)
-        found: list[bytes | None] = []
+        found: list[Any] = []
         remaining = set(partitions)
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
-            for records in (await consumer.getmany(*remaining, timeout_ms=500)).values():
-                found.extend(record.key for record in records)
+            for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
+                found.extend(batch)
             for tp in list(remaining):
                 highwater = consumer.highwater(tp)
                 if highwater is not None and await consumer.position(tp) >= highwater:

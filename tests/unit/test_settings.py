@@ -122,3 +122,10 @@ def test_the_command_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> N
     assert "uploader" in capsys.readouterr().out
     assert cli_main(["launch"]) == 2
     assert cli_main([]) == 2
+
+
+def test_transactions_need_a_state_topic(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="invalid settings: transactional needs a state_topic"):
+        load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "--state-topic", ""], "t")
+    settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional"], "t")
+    assert settings.transactional and settings.state_topic == "streamsend-state"
