@@ -115,6 +115,10 @@ class Bench:
     broker: BenchBroker
     root: Path
 
+    @property
+    def has_transactions(self) -> bool:
+        return isinstance(self.broker, ApacheKafka)
+
     def topic(self, partitions: int = 6, max_message_bytes: int | None = None) -> str:
         name = f"bench-{time.time_ns()}"
         configs = {} if max_message_bytes is None else {"max.message.bytes": str(max_message_bytes)}

@@ -98,6 +98,7 @@ class Throughput:
     plain: Series = field(default_factory=Series)  # MB/s
     tuned: Series = field(default_factory=Series)
     pipeline: Series = field(default_factory=Series)
+    transactional: Series = field(default_factory=Series)  # on a broker with transactions only
 
 
 def throughput(bench: Bench, sizes: list[int], repetitions: int) -> list[Throughput]:
@@ -113,6 +114,9 @@ def throughput(bench: Bench, sizes: list[int], repetitions: int) -> list[Through
                 result.plain.values.append(size / baseline_seconds(bench, records, DEFAULT_CHUNK, tuned=False) / MB)
                 result.tuned.values.append(size / baseline_seconds(bench, records, DEFAULT_CHUNK, tuned=True) / MB)
                 result.pipeline.values.append(size / transfer(bench, source, size).seconds / MB)
+                if bench.has_transactions:
+                    seconds = transfer(bench, source, size, transactional="true").seconds
+                    result.transactional.values.append(size / seconds / MB)
         results.append(result)
     return results
 

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -50,7 +50,7 @@ class CommonSettings(BaseSettings):
     bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port[,host:port]")
     topic: str = Field("file-chunk-topic", description="topic that carries the chunks")
     topic_partitions: int = Field(6, ge=1, le=10000, description="partitions when this daemon creates the topic")
-    client_id: str = Field("", description="Kafka client id (default: streamsend-uploader or streamsend-downloader)")
+    client_id: str = Field("", description="Kafka client id ('' = streamsend-uploader or streamsend-downloader)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log threshold")
     log_format: Literal["text", "json"] = Field("text", description="text lines or one JSON object per line")
     metrics_port: int = Field(0, ge=0, le=65535, description="port for /metrics, /healthz, /readyz (0 = off)")
@@ -69,6 +69,17 @@ class CommonSettings(BaseSettings):
     sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
     sasl_password_file: Path | None = Field(None, description="file holding the SASL password (a mounted Secret)")
     sasl_oauth_token_file: Path | None = Field(None, description="file holding an OAUTHBEARER token, re-read on use")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any, info: ValidationInfo) -> Any:
+        # An unset value in a chart or a unit file arrives as "", which Path() would read as the working dir.
+        field = cls.model_fields.get(info.field_name or "")
+        annotation = field.annotation if field is not None else None
+        is_path = annotation is not None and Path in getattr(annotation, "__args__", (annotation,))
+        if is_path and isinstance(value, str) and not value.strip():
+            raise ValueError("empty: give a path, or leave it out")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -145,6 +156,7 @@ def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
     cli: CliSettingsSource[S] = CliSettingsSource(
         cls, root_parser=parser, cli_kebab_case=True, cli_implicit_flags=True, cli_show_env_vars=True
     )
+    _readable_help(parser, cls)
     namespace = parser.parse_args(list(argv))  # usage errors exit 2 with argparse's message
     config_file: Path | None = namespace.config
     del namespace.config
@@ -159,6 +171,29 @@ def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
         raise SettingsError(f"invalid setting config: {config_file} is not valid TOML: {exc}") from None
     finally:
         _config_file.reset(token)
+
+
+_METAVARS: dict[object, str] = {str: "TEXT", int: "N", float: "SECONDS", SecretStr: "SECRET", ByteSize: "SIZE"}
+_NAMED_METAVARS = {"bootstrap_servers": "HOST:PORT[,...]", "metrics_port": "PORT", "metrics_host": "ADDRESS",
+                   "topic": "TOPIC", "state_topic": "TOPIC", "file_pattern": "REGEX"}  # fmt: skip
+
+
+def _readable_help(parser: argparse.ArgumentParser, cls: type[CommonSettings]) -> None:
+    """Metavars a person reads (DIR, FILE, SIZE, SECONDS) for the type names pydantic-settings shows, and no
+    empty default."""
+    for action in parser._actions:
+        name = action.dest.replace("-", "_")
+        field = cls.model_fields.get(name)
+        if field is None or action.choices is not None or action.nargs == 0:
+            continue
+        annotation = field.annotation
+        if annotation is not None and Path in getattr(annotation, "__args__", (annotation,)):
+            action.metavar = "DIR" if name.endswith("_dir") else "FILE"
+        else:
+            action.metavar = _NAMED_METAVARS.get(name) or _METAVARS.get(annotation) or action.metavar
+        if action.help:
+            for empty in (" (default: )", " (default: None)", " (default: null)"):
+                action.help = action.help.replace(empty, "")
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -44,6 +44,11 @@ async def _committed_uploads(bootstrap: str, topic: str) -> dict[str, set[str]]:
     return uploads
 
 
+async def _more_published(down: DaemonProcess, count: int) -> None:
+    wanted = len(published(messages(down.log()))) + count
+    await wait_until(lambda: len(published(messages(down.log()))) >= wanted, 120, f"{count} more files")
+
+
 async def test_an_uploader_killed_again_and_again_commits_every_file_once(kafka: ApacheKafka, tmp_path: Path) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
@@ -61,8 +66,7 @@ async def test_an_uploader_killed_again_and_again_commits_every_file_once(kafka:
             up = await DaemonProcess("uploader", tmp_path / f"up-{kill}.log", up_env).start()
             ups.append(up)
             await up.wait_for_log("Transactions enabled")
-            target_count = len(published(messages(down.log()))) + 150
-            await wait_until(lambda n=target_count: len(published(messages(down.log()))) >= n, 120, "150 more files")
+            await _more_published(down, 150)
             await up.kill()  # SIGKILL, wherever it is
         last = await DaemonProcess("uploader", tmp_path / "up-last.log", up_env).start()
         ups.append(last)

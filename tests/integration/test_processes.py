@@ -119,6 +119,22 @@ async def test_a_chunk_size_the_broker_cannot_take_stops_the_uploader_with_exit_
     )
 
 
+@pytest.mark.brokers("tansu")
+async def test_transactions_on_a_broker_without_them_stop_the_uploader_with_exit_2(
+    broker: Broker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    topic = await topics.create()
+    env = daemon_env(broker.bootstrap, topic, input_dir=source, transactional="true", state_topic=f"{topic}-state")
+    process = await DaemonProcess("uploader", tmp_path / "up.log", env).start()
+    try:
+        assert await process.wait() == 2
+    finally:
+        await process.kill()
+    assert "invalid setting transactional: the broker refuses the idempotent producer" in process.log()
+
+
 @pytest.mark.parametrize("kind", BROKERS)
 def test_the_demo_command_streams_and_verifies_a_sample_tree(tmp_path: Path, kind: str) -> None:
     if kind == "kafka":

@@ -129,3 +129,44 @@ def test_transactions_need_a_state_topic(tmp_path: Path) -> None:
         load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "--state-topic", ""], "t")
     settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional"], "t")
     assert settings.transactional and settings.state_topic == "streamsend-state"
+
+
+@pytest.mark.parametrize(
+    ("role", "name", "others"),
+    [
+        ("downloader", "OUTPUT_DIR", {}),
+        ("uploader", "INPUT_DIR", {}),
+        ("uploader", "DONE_DIR", {"STREAMSEND_AFTER_UPLOAD": "move"}),
+        ("uploader", "SSL_CAFILE", {}),
+        ("downloader", "SASL_PASSWORD_FILE", {}),
+    ],
+)
+def test_an_empty_path_setting_exits_2_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    role: str, name: str, others: dict[str, str],
+) -> None:  # fmt: skip
+    # An unset chart value renders as "": it must not mean the working directory.
+    monkeypatch.chdir(tmp_path)
+    folder = "STREAMSEND_INPUT_DIR" if role == "uploader" else "STREAMSEND_OUTPUT_DIR"
+    monkeypatch.setenv(folder, str(tmp_path))
+    for key, value in {**others, f"STREAMSEND_{name}": ""}.items():
+        monkeypatch.setenv(key, value)
+    assert cli_main([role]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"streamsend {role}: invalid setting {name.lower()}: empty: give a path, or leave it out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("role", ["uploader", "downloader"])
+def test_help_shows_metavars_a_person_reads(role: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main([role, "--help"])
+    shown = capsys.readouterr().out
+    for internal in ("{Path,null}", "SecretStr", "ByteSize", "(default: )", "(default: null)", "Path]"):
+        assert internal not in shown
+    folder = "--input-dir DIR" if role == "uploader" else "--output-dir DIR"
+    for readable in (folder, "--ssl-cafile FILE", "--sasl-password SECRET", "--request-timeout SECONDS"):
+        assert readable in shown
+    assert ("--chunk-size SIZE" if role == "uploader" else "--max-fetch-bytes SIZE") in shown
+    client = shown[shown.index("--client-id TEXT") : shown.index("--log-level")]
+    assert "default" not in client
