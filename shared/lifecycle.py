@@ -9,6 +9,7 @@ A crash of any task exits 1 so that the supervisor (Kubernetes, systemd) restart
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -96,6 +97,32 @@ def _find(exc: BaseException, kind: type[SettingsError]) -> SettingsError | None
             if found is not None:
                 return found
     return None
+
+
+async def unless_stopped_first(work: Coroutine[Any, Any, None], started: asyncio.Event, stop: asyncio.Event) -> None:
+    """Run ``work``; a stop that comes before ``started`` cancels it at once.
+
+    Before a daemon has started (while it waits for an unreachable broker, say) nothing is in flight, so there
+    is nothing for the grace period to wait for.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(stop.wait())
+    starter = asyncio.ensure_future(started.wait())
+    try:
+        await asyncio.wait((task, watcher, starter), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()  # this coroutine itself was cancelled: the work goes with it
+        raise
+    finally:
+        watcher.cancel()
+        starter.cancel()
+    if not task.done() and stop.is_set() and not started.is_set():
+        log.info("Stopped before start-up was complete: nothing was in flight")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return
+    await task
 
 
 async def next_or_stop(queue: asyncio.Queue[T], stop: asyncio.Event) -> T | None:

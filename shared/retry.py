@@ -42,6 +42,7 @@ class Outage:
 
     what: str
     on_change: Callable[[bool], None] | None = None
+    on_retry: Callable[[], None] | None = None  # each failed attempt that will be retried (a metric)
     clock: Callable[[], float] = time.monotonic
     since: float | None = None
     retries: int = 0
@@ -51,8 +52,11 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, retried: bool = True) -> None:
+        """``retried``: an operation is tried again (False for a probe that only watches)."""
         self.retries += 1
+        if retried and self.on_retry is not None:
+            self.on_retry()
         if self.since is None:
             self.since = self.clock()
             self.count += 1
@@ -112,7 +116,7 @@ async def probe_forever(
         try:
             await asyncio.wait_for(probe(), timeout_s)
         except Exception as exc:
-            outage.failed(exc)
+            outage.failed(exc, retried=False)
         else:
             outage.succeeded()
         try:

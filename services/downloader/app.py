@@ -42,7 +42,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
     log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = DownloaderMetrics(registry)
-    outage = Outage("Kafka", on_change=metrics.outage_changed)
+    outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
     joined = asyncio.Event()
 
     def output_usable() -> str | None:
@@ -52,7 +52,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
 
     try:
         await run_with_health(
-            _serve(settings, stop, metrics, outage, joined),
+            lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, joined), joined, stop),
             host=settings.metrics_host,
             port=settings.metrics_port,
             registry=registry,

@@ -52,7 +52,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = UploaderMetrics(registry)
-    outage = Outage("Kafka", on_change=metrics.outage_changed)
+    outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
     started = asyncio.Event()
 
     def input_readable() -> str | None:
@@ -62,7 +62,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
 
     try:
         await run_with_health(
-            _serve(settings, stop, metrics, outage, started),
+            lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, started), started, stop),
             host=settings.metrics_host,
             port=settings.metrics_port,
             registry=registry,
@@ -106,7 +106,7 @@ async def _serve(
                 on_forgotten=state.forget_soon if state is not None else lambda path: None,
             )
             transactions = (
-                FileTransactions(pool, state, outage, is_transient, settings.retry_backoff_max, metrics.retries.inc)
+                FileTransactions(pool, state, outage, is_transient, settings.retry_backoff_max)
                 if settings.transactional and state is not None
                 else None
             )
@@ -120,7 +120,6 @@ async def _serve(
                     outage,
                     is_transient,
                     settings.retry_backoff_max,
-                    on_retry=metrics.retries.inc,
                     resend=transactions is None,
                 ),
                 stop=stop,

@@ -56,7 +56,6 @@ class Courier:
         outage: Outage,
         is_transient: Callable[[BaseException], bool],
         backoff_max_s: float,
-        on_retry: Callable[[], None] = lambda: None,
         resend: bool = True,
     ) -> None:
         self.sink = sink
@@ -65,7 +64,6 @@ class Courier:
         self.outage = outage
         self.is_transient = is_transient
         self.backoff_max_s = backoff_max_s
-        self.on_retry = on_retry
 
     def file(self, lane: int, on_ack: Callable[[OutgoingRecord], None]) -> FileDelivery:
         return FileDelivery(self, lane, on_ack)
@@ -144,7 +142,6 @@ class FileDelivery:
         if not courier.resend:
             raise TransactionFault(describe(exc)) from exc
         courier.outage.failed(exc)
-        courier.on_retry()
         await asyncio.sleep(backoff.next_delay())
 
 

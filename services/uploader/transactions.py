@@ -55,14 +55,12 @@ class FileTransactions:
         outage: Outage,
         is_transient: Callable[[BaseException], bool],
         backoff_max_s: float,
-        on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self._sink = sink
         self._state = state
         self._outage = outage
         self._is_transient = is_transient
         self._backoff_max_s = backoff_max_s
-        self._on_retry = on_retry
 
     async def begin(self, lane: int) -> None:
         await self._sink.begin(lane)
@@ -91,7 +89,6 @@ class FileTransactions:
                 log.warning("%s: Kafka fault in its transaction (%s): aborted; sent again from the start",
                             name, describe(exc))  # fmt: skip
                 self._outage.failed(exc)
-                self._on_retry()
                 await asyncio.sleep(backoff.next_delay())
             except BaseException:
                 await asyncio.shield(self._sink.abort(lane))

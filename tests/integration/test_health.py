@@ -107,11 +107,14 @@ async def test_ready_only_once_the_broker_answers(tmp_path: Path) -> None:
             target = tmp_path / "out"
             target.mkdir()
             port = free_port()
-            async with downloader(broker.bootstrap, "late", target, metrics_port=port, metrics_host="127.0.0.1"):
+            endpoint = {"metrics_port": port, "metrics_host": "127.0.0.1", "request_timeout": 2}
+            async with downloader(broker.bootstrap, "late", target, **endpoint) as down:
                 await answered(port, "/healthz", 200)
                 status, reason = await get(port, "/readyz")
                 assert status == 503 and reason.strip() in ("connecting to Kafka", "Kafka unreachable")
+                await wait_until(lambda: down.metric("streamsend_downloader_retries_total") >= 2, 60, "retries")
                 relay.restore()
                 await answered(port, "/readyz", (200, "ready\n"))
+                assert down.metric("streamsend_downloader_outages_total") == 1
         finally:
             relay.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from streamsend.demo.broker import free_port
 from streamsend.demo.verify import file_sha256
 from tests.support.brokers import BROKERS, Broker, require_kafka
 from tests.support.daemons import downloader, uploader
@@ -117,6 +118,24 @@ async def test_a_chunk_size_the_broker_cannot_take_stops_the_uploader_with_exit_
         "invalid setting chunk_size: chunk_size 1048576 exceeds 57344: "
         "max.message.bytes 65536 minus 8192 bytes for headers" in process.log()
     )
+
+
+@pytest.mark.parametrize("role", ["uploader", "downloader"])
+async def test_sigterm_with_nothing_in_flight_exits_at_once(tmp_path: Path, role: str) -> None:
+    # No broker listens: the daemon waits for one, with nothing to drain; the long grace is not waited for.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    where = {"input_dir": folder} if role == "uploader" else {"output_dir": folder}
+    env = daemon_env(f"127.0.0.1:{free_port()}", "nowhere", shutdown_grace=600, request_timeout=2, **where)
+    process = await DaemonProcess(role, tmp_path / f"{role}.log", env).start()
+    try:
+        await process.wait_for_log("Kafka unavailable")
+        code, _ = await process.signal_and_wait(timeout_s=120)
+    finally:
+        await process.kill()
+    assert code == 0, process.log()[-2000:]
+    assert "Stopped before start-up was complete: nothing was in flight" in process.log()
+    assert "Grace period over" not in process.log()
 
 
 @pytest.mark.brokers("tansu")

@@ -46,10 +46,7 @@ async def _send(courier: Courier, delivery: FileDelivery, record: OutgoingRecord
 
 
 def _courier(sink: FakeSink, outage: Outage, budget: ByteBudget | None = None) -> Courier:
-    retries: list[int] = []
-    courier = Courier(sink, budget or ByteBudget(1000), outage, is_transient, 0.02, on_retry=lambda: retries.append(1))
-    courier.retries = retries  # type: ignore[attr-defined]
-    return courier
+    return Courier(sink, budget or ByteBudget(1000), outage, is_transient, 0.02)
 
 
 async def test_every_record_is_acknowledged_and_the_budget_returns_to_zero() -> None:
@@ -67,14 +64,15 @@ async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: p
     caplog.set_level(logging.INFO)
     down = kafka_errors.KafkaConnectionError("broker unreachable")
     sink = FakeSink([down, down, None, down, None])
-    outage = Outage("Kafka")
+    retries: list[int] = []
+    outage = Outage("Kafka", on_retry=lambda: retries.append(1))
     courier = _courier(sink, outage)
     acked: list[int] = []
     async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
         await _send(courier, delivery, _record(0))
         await _send(courier, delivery, _record(1))
     assert sorted(acked) == [0, 1]
-    assert len(courier.retries) == 3  # type: ignore[attr-defined]
+    assert len(retries) == 3
     assert not outage.down and outage.count >= 1
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     recoveries = [r for r in caplog.records if "back after an outage" in r.getMessage()]
