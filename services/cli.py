@@ -1,4 +1,4 @@
-"""The ``streamsend`` command: ``uploader``, ``downloader`` and ``demo``."""
+"""The ``streamsend`` command: ``uploader``, ``downloader``, ``demo`` and ``status``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ commands:
   uploader     watch a folder tree and stream every static file to the topic
   downloader   rebuild files from the topic into a mirrored, verified tree
   demo         run an embedded broker, an uploader and a downloader on a generated sample tree
+  status       show what a running uploader or downloader is moving (its metrics port's /status)
 
 Run `streamsend <command> --help` for the command's settings."""
 
@@ -37,10 +38,17 @@ def _demo(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _status(argv: Sequence[str]) -> int:
+    from streamsend.status.app import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "uploader": _uploader,
     "downloader": _downloader,
     "demo": _demo,
+    "status": _status,
 }
 
 

@@ -1,4 +1,5 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_port``, served from the daemon's own event loop.
+"""``/metrics``, ``/healthz``, ``/readyz``, ``/status`` and ``/`` on ``metrics_port``, served from the daemon's
+own event loop.
 
 prometheus-client's server runs in a thread of its own, so it keeps answering while the event loop is stuck;
 this one is answered by the loop itself, so a ``/healthz`` answer proves the loop responsive. It speaks just
@@ -7,15 +8,21 @@ enough HTTP/1.1 for Prometheus and Kubernetes probes: GET, one request a connect
 - ``/healthz``: 200 while the event loop turns (a lag watcher reports 503 past ``MAX_LAG_S``).
 - ``/readyz``: 200 once connected to the broker and while the data folder is usable; 503 with the reason.
 - ``/metrics``: the registry in Prometheus text format.
+- ``/status``: the live view (``shared/view.py``) as JSON; ``/``: a page, shipped in the package, that polls it.
+
+Everything here is read-only: GET and HEAD, nothing that changes state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from functools import cache
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -29,21 +36,30 @@ TICK_S = 0.5
 READ_TIMEOUT_S = 5.0
 
 Readiness = Callable[[], str | None]  # None when ready, else why not
+Status = Callable[[], dict[str, Any]]
+
+
+@cache
+def status_page() -> bytes:
+    return importlib.resources.files("streamsend.shared").joinpath("status.html").read_bytes()
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness, status: Status | None = None
+    ) -> None:
         self._host = host
         self._port = port
         self._registry = registry
         self._readiness = readiness
+        self._status = status
         self._lag_s = 0.0
         self.port = port  # the one bound, when port 0 asked for any
 
     async def run(self, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(self._serve, self._host, self._port)
         self.port = server.sockets[0].getsockname()[1]
-        log.info("Serving /metrics, /healthz and /readyz on %s:%d", self._host, self.port)
+        log.info("Serving /metrics, /healthz, /readyz, /status and / on http://%s:%d", self._host, self.port)
         try:
             async with server:
                 await self._watch_lag(stop)
@@ -92,7 +108,12 @@ class HealthServer:
             if reason is not None:
                 return "503 Service Unavailable", "text/plain", f"{reason}\n".encode()
             return "200 OK", "text/plain", b"ready\n"
-        return "404 Not Found", "text/plain", b"/metrics, /healthz or /readyz\n"
+        if self._status is not None:
+            if path == "/status":
+                return "200 OK", "application/json", json.dumps(self._status(), separators=(",", ":")).encode()
+            if path in ("/", "/index.html"):
+                return "200 OK", "text/html; charset=utf-8", status_page()
+        return "404 Not Found", "text/plain", b"/, /status, /metrics, /healthz or /readyz\n"
 
 
 def kafka_readiness(connected: asyncio.Event, outage: Outage, *checks: Readiness) -> Readiness:
@@ -116,12 +137,13 @@ async def run_with_health(
     registry: CollectorRegistry,
     readiness: Readiness,
     stop: asyncio.Event,
+    status: Status | None = None,
 ) -> None:
     """Run a daemon's main coroutine with the health endpoints beside it (none when ``port`` is 0)."""
     if port == 0:
         await main
         return
-    server = HealthServer(host, port, registry, readiness)
+    server = HealthServer(host, port, registry, readiness, status)
     async with asyncio.TaskGroup() as group:
         group.create_task(server.run(stop))
         try:

@@ -10,12 +10,14 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from streamsend import __version__
+from streamsend.shared.view import TransferView
 
 
 class KafkaMetrics:
-    """Connection health, shared by both daemons."""
+    """Connection health, shared by both daemons; and the live view (``view``), fed where the metrics are."""
 
-    def __init__(self, registry: CollectorRegistry, role: str) -> None:
+    def __init__(self, registry: CollectorRegistry, role: str, history: int = 50) -> None:
+        self.view = TransferView(role, history)
         prefix = f"streamsend_{role}"
         Gauge("streamsend_info", "Version of the running daemon", ["version", "role"], registry=registry).labels(
             __version__, role
@@ -35,14 +37,19 @@ class KafkaMetrics:
         if down:
             self.outages.inc()
         self.kafka_up.set(0 if down else 1)
+        self.view.outage(down)
+
+    def connected(self) -> None:
+        self.kafka_up.set(1)
+        self.view.connected()
 
     def file_done(self) -> None:
         self.last_success.set(time.time())
 
 
 class UploaderMetrics(KafkaMetrics):
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry, "uploader")
+    def __init__(self, registry: CollectorRegistry, history: int = 50) -> None:
+        super().__init__(registry, "uploader", history)
         r = registry
         self.files_sent = Counter("streamsend_uploader_files_sent", "Files sent and acknowledged", registry=r)
         self.bytes_sent = Counter("streamsend_uploader_sent_bytes", "File bytes acknowledged by Kafka", registry=r)
@@ -67,8 +74,8 @@ class UploaderMetrics(KafkaMetrics):
 
 
 class DownloaderMetrics(KafkaMetrics):
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry, "downloader")
+    def __init__(self, registry: CollectorRegistry, history: int = 50) -> None:
+        super().__init__(registry, "downloader", history)
         r = registry
         self.files_verified = Counter(
             "streamsend_downloader_files_verified", "Files verified and published", registry=r

@@ -55,6 +55,9 @@ class CommonSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="text lines or one JSON object per line")
     metrics_port: int = Field(0, ge=0, le=65535, description="port for /metrics, /healthz, /readyz (0 = off)")
     metrics_host: str = Field("0.0.0.0", description="address the metrics port listens on")
+    status_history: int = Field(
+        50, ge=1, le=10000, description="completed and failed files the live view keeps (GET /status)"
+    )
     request_timeout: float = Field(30.0, gt=0, description="seconds before a Kafka request counts as failed")
     retry_backoff_max: float = Field(30.0, gt=0, description="longest pause between retries, in seconds")
     shutdown_grace: float = Field(10.0, ge=0, description="seconds SIGTERM waits for in-flight work")

@@ -41,7 +41,8 @@ def main(argv: Sequence[str]) -> int:
 async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
     log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = DownloaderMetrics(registry)
+    metrics = DownloaderMetrics(registry, settings.status_history)
+    metrics.view.name = settings.group_id
     outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
     joined = asyncio.Event()
 
@@ -58,6 +59,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             registry=registry,
             readiness=kafka_readiness(joined, outage, output_usable),
             stop=stop,
+            status=metrics.view.snapshot,
         )
     except Exception as exc:
         raise_if_refused(exc, settings, {settings.topic: "READ"})
@@ -88,7 +90,7 @@ async def _serve(
             min_free_bytes=settings.min_free_space,
             fsync=settings.fsync,
         )
-        metrics.kafka_up.set(1)
+        metrics.connected()
         await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)
     finally:
         await store.close()

@@ -99,6 +99,8 @@ class Completion:
                 )  # fmt: skip
                 self._metrics.files_verified.inc()
             self._metrics.file_done()
+            file = item.file
+            self._metrics.view.completed(file.upload_id, f"{file.uploader}/{file.path}", file.file_size, item.sha256)
             item.done()
 
     async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
@@ -111,6 +113,8 @@ class Completion:
             log.error("%s final chunk, %s; kept aside as %s", item.where, why, kept)
             self._metrics.files_quarantined.inc()
         self._metrics.files_failed.labels(reason).inc()
+        file = item.file
+        self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", f"quarantined: {why}")
         item.done()
 
     async def committed(self, topic: str, partition: int, offset: int) -> None:

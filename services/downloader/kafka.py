@@ -207,6 +207,7 @@ class ConsumeLoop:
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 self._metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
+                self._metrics.view.lag(tp.partition, max(0, highwater - position))
 
     async def revoked(self, revoked: set[Any]) -> None:
         if not revoked:
@@ -218,6 +219,7 @@ class ConsumeLoop:
             for tp in revoked:
                 self._committed.pop(tp, None)
                 self._next.pop(tp, None)
+                self._metrics.view.lag(tp.partition, None)
                 try:
                     self._metrics.consumer_lag.remove(str(tp.partition))
                 except KeyError:

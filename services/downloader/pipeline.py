@@ -243,6 +243,7 @@ class Receiver:
         build.last_seen = self._clock()
         self._metrics.chunks_received.inc()
         self._metrics.bytes_received.inc(len(value))
+        self._metrics.view.progress(header.upload_id, build.assembly.received_bytes)
         self._progress(build, header)
 
     def _progress(self, build: _Build, header: ChunkHeader) -> None:
@@ -282,6 +283,7 @@ class Receiver:
         self._by_path[key] = header.upload_id
         mark.open(header.upload_id, record.offset)
         self._metrics.open_assemblies.set(len(self._builds))
+        self._metrics.view.start(header.upload_id, f"{header.uploader}/{header.path}", header.file_size)
         return build
 
     async def _finish(self, build: _Build, record: Record) -> None:
@@ -316,6 +318,10 @@ class Receiver:
         )  # fmt: skip
         await self._store.discard(build.staging)
         self._metrics.files_failed.labels(reason).inc()
+        if reason == "released":  # the partition's next owner takes the upload over: no failure of its own
+            self._metrics.view.abandoned(file.upload_id)
+        else:
+            self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", f"dropped: {why}")
         self._forget(build)
 
     def _forget(self, build: _Build, *, keep_open: bool = False) -> None:
@@ -337,6 +343,8 @@ class Receiver:
 
     def _reject(self, record: Record, reason: str, message: str) -> None:
         self._metrics.records_rejected.labels(reason).inc()
+        where = f"record {record.topic}/{record.partition}@{record.offset}"
+        self._metrics.view.failed(None, where, f"rejected ({reason}): {message}")
         self._reject_log(record, reason, message)
 
     async def sweep(self) -> None:

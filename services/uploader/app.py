@@ -51,7 +51,7 @@ def main(argv: Sequence[str]) -> int:
 async def run(settings: UploaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
-    metrics = UploaderMetrics(registry)
+    metrics = UploaderMetrics(registry, settings.status_history)
     outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
     started = asyncio.Event()
 
@@ -68,6 +68,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
             registry=registry,
             readiness=kafka_readiness(started, outage, input_readable),
             stop=stop,
+            status=metrics.view.snapshot,
         )
     except Exception as exc:
         raise_if_refused(exc, settings, {settings.topic: "WRITE", settings.state_topic: "READ,WRITE"})
@@ -94,7 +95,7 @@ async def _serve(
                 log.warning(
                     "state_topic is empty: what was sent is remembered in memory only, and sent again after a restart"
                 )
-            metrics.kafka_up.set(1)
+            metrics.connected()
             started.set()
             if state is not None:
                 state.attach(pool)
@@ -125,8 +126,10 @@ async def _serve(
                 stop=stop,
                 on_chunk=metrics.chunk_acked,
                 transactions=transactions,
+                view=metrics.view,
             )
             workers = Workers(intake, sender, finisher, metrics)
+            metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.pending
             try:
                 await _run_tasks(settings, stop, intake, workers, admin, outage, state)
             finally:
@@ -243,6 +246,9 @@ class Workers:
 
     def _failed(self, ready: ReadyFile, exc: Exception) -> None:
         metrics, name = self._metrics, ready.wire_path
+        if isinstance(exc, FileChangedError | Interrupted | PermanentSendError | OSError):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            metrics.view.failed(None, name, f"{type(exc).__name__}: {reason}")
         if isinstance(exc, FileChangedError):
             log.warning("%s: %s; it will be sent once it is static again", name, exc)
             metrics.files_failed.labels("changed").inc()

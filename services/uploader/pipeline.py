@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamsend.shared.protocol import ChunkHeader, chunk_count, encode, record_key
+from streamsend.shared.view import TransferView
 from streamsend.uploader.delivery import Courier, OutgoingRecord
 from streamsend.uploader.ledger import SentFile
 from streamsend.uploader.planner import partition_for, spans
@@ -91,8 +92,10 @@ class FileSender:
         stop: asyncio.Event,
         on_chunk: Callable[[int], None] = lambda size: None,
         transactions: FileTransactions | None = None,
+        view: TransferView | None = None,
     ) -> None:
         self._transactions = transactions
+        self._view = view if view is not None else TransferView("uploader")
         self._uploader = uploader
         self._chunk_size = chunk_size
         self._partitions = partitions
@@ -164,6 +167,9 @@ class FileSender:
             await transactions.finish(lane, [outcome for outcome in sent if isinstance(outcome, SentFile)])
         for outcome in sent:
             if isinstance(outcome, SentFile):
+                self._view.completed(outcome.upload_id, outcome.path, outcome.size, outcome.sha256)
+        for outcome in sent:
+            if isinstance(outcome, SentFile):
                 log.info("%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5)
         return sent
 
@@ -175,19 +181,31 @@ class FileSender:
         return await transactions.retrying(lambda: self._send(ready, lane), lane, ready.wire_path)
 
     async def _send(self, ready: ReadyFile, lane: int) -> SentFile:
+        upload_id = new_upload_id()
+        self._view.start(upload_id, ready.wire_path, ready.state.size)
+        try:
+            sent = await self._transfer(ready, lane, upload_id)
+        except BaseException:
+            self._view.abandoned(upload_id)  # the failure, if it is one, is the caller's to show
+            raise
+        self._view.completed(upload_id, sent.path, sent.size, sent.sha256)
+        return sent
+
+    async def _transfer(self, ready: ReadyFile, lane: int, upload_id: str) -> SentFile:
         transactions = self._transactions
         if transactions is not None:
             await transactions.begin(lane)
         uncommitted = 0
         name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
-        upload_id = new_upload_id()
         count = chunk_count(size, chunk_size)
         partition = partition_for(self._uploader, name, self._partitions())
         log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size)
         progress = Progress(name, count)
+        view = self._view
 
         def acked(record: OutgoingRecord) -> None:
             progress.ack(record)
+            view.progress(upload_id, progress.acked_bytes)
             self._on_chunk(len(record.value))
 
         budget = self._courier.budget

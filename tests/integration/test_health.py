@@ -5,41 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from streamsend.demo.broker import EmbeddedBroker, free_port
 from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
+from tests.support.http import answered, get
 from tests.support.kafka import TopicFactory
 from tests.support.relay import Relay
 from tests.support.waiting import wait_until
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except urllib.error.URLError as error:  # not listening yet
-        return 0, str(error.reason)
-
-
-async def get(port: int, path: str) -> tuple[int, str]:
-    return await asyncio.to_thread(_get, port, path)
-
-
-async def answered(port: int, path: str, expected: tuple[int, str] | int, timeout_s: float = 60) -> None:
-    """Poll an endpoint (from a thread: the daemons answer from this very event loop)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        status, body = await get(port, path)
-        if expected in (status, (status, body)):
-            return
-        assert asyncio.get_running_loop().time() < deadline, f"{path} answered {status} {body!r}"
-        await asyncio.sleep(0.1)
 
 
 def sample(text: str, name: str, labels: str = "") -> float:

@@ -1,0 +1,1 @@
+"""``streamsend status``: a running daemon's live view in the terminal."""
