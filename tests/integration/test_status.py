@@ -8,6 +8,7 @@ import html.parser
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -135,6 +136,24 @@ async def test_streamsend_status_prints_the_file_in_flight(
     assert "edge-1/shop/stuck.bin" in text and "[############............]  50%" in text
     assert "edge-1/shop/receipt.txt" in text
     assert "edge-1/shop/forged.pdf: quarantined: verification failed" in text
+
+
+async def test_streamsend_status_watch_refreshes_until_interrupted(
+    broker: Broker, topics: TopicFactory, tmp_path: Path
+) -> None:
+    async with _stuck_transfer(broker, topics, tmp_path) as port:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streamsend", "status", "--url", f"http://127.0.0.1:{port}", "--watch",
+            "--interval", "0.2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        seen = b""
+        while seen.count(b"IN FLIGHT (1)") < 3:
+            seen += await asyncio.wait_for(process.stdout.read(4096), 60)
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert seen.decode().count("edge-1/shop/stuck.bin") >= 3
 
 
 async def test_streamsend_status_says_when_nothing_answers(tmp_path: Path) -> None:
