@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from streamsend.downloader.assembly import Assembly, ConflictError, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
-from streamsend.downloader.publisher import FsyncPolicy, Publisher
+from streamsend.downloader.publisher import Publisher
+from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import Staging, Store
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader, ProtocolError, decode
@@ -138,10 +139,6 @@ class Receiver:
     def committable(self, partition: int) -> int | None:
         mark = self._marks.get(partition)
         return None if mark is None else mark.committable()
-
-    @property
-    def open_files(self) -> int:
-        return len(self._builds)
 
     async def handle(self, record: Record) -> None:
         """Deal with one record; NeedSpace and Rewind leave it unconsumed, to be offered again."""

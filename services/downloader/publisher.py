@@ -27,11 +27,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import PublishError, Staging, Store, fsync_dir
 
-FsyncPolicy = Literal["batch", "file", "off"]
 WRITERS = 4  # threads writing a group's new files
 
 

@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
-from streamsend.downloader.publisher import FsyncPolicy
 from streamsend.shared.settings import CommonSettings
+
+FsyncPolicy = Literal["batch", "file", "off"]  # here, not in the I/O module: settings load no libc
 
 
 class DownloaderSettings(CommonSettings):

@@ -42,10 +42,6 @@ class Finisher:
         self._unconfirmed: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_UNCONFIRMED)
 
-    @property
-    def acts_on_sent_files(self) -> bool:
-        return self._action != "keep"
-
     async def sent_many(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
         """Remember files just sent; their state records are confirmed (and the files tidied) in the
         background."""

@@ -170,3 +170,14 @@ def test_help_shows_metavars_a_person_reads(role: str, capsys: pytest.CaptureFix
     assert ("--chunk-size SIZE" if role == "uploader" else "--max-fetch-bytes SIZE") in shown
     client = shown[shown.index("--client-id TEXT") : shown.index("--log-level")]
     assert "default" not in client
+
+
+def test_the_downloader_settings_load_no_io_module() -> None:
+    # A settings check (a config linter, --help) must not load the publisher's libc bindings.
+    import subprocess
+    import sys
+
+    code = "import sys, streamsend.downloader.settings; print(sorted(m for m in sys.modules if m == 'ctypes'"
+    code += " or m.startswith('streamsend.downloader.') and m != 'streamsend.downloader.settings'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.downloader.publisher import FsyncPolicy, Publication, Publisher
+from streamsend.downloader.publisher import Publication, Publisher
+from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import (
     SHA256_ATTRIBUTE,
     WRITEBACK_WINDOW,
