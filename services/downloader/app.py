@@ -18,8 +18,8 @@ from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.access import raise_if_refused
+from streamsend.shared.admin import Admin
 from streamsend.shared.health import kafka_readiness, run_with_health
-from streamsend.shared.kafka import Admin
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
 from streamsend.shared.settings import SettingsError, load_settings

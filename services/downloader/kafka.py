@@ -20,7 +20,8 @@ from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import logs
-from streamsend.shared.kafka import client_options, is_transient, stop_client
+from streamsend.shared.connection import client_options, stop_client
+from streamsend.shared.faults import is_transient
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage, probe_forever, retry_forever
 

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from streamsend import __version__
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.access import raise_if_refused
+from streamsend.shared.admin import Admin
+from streamsend.shared.faults import is_transient
 from streamsend.shared.health import kafka_readiness, run_with_health
-from streamsend.shared.kafka import Admin, is_transient
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
 from streamsend.shared.settings import SettingsError, load_settings

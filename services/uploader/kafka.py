@@ -21,7 +21,9 @@ from typing import Any
 import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streamsend.shared.kafka import Admin, client_options, is_transient, stop_client
+from streamsend.shared.admin import Admin
+from streamsend.shared.connection import client_options, stop_client
+from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage, describe, retry_forever
 from streamsend.shared.settings import SettingsError
 from streamsend.uploader.delivery import OutgoingRecord

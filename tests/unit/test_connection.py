@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamsend.shared.kafka import client_options
+from streamsend.shared.connection import client_options
 from streamsend.shared.settings import SettingsError, load_settings
 from streamsend.uploader.settings import UploaderSettings
 from tests.support.certs import make_pki

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Iterator
 import aiokafka.errors as kafka_errors
 import pytest
 
-from streamsend.shared.kafka import is_transient
+from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier, FileDelivery, OutgoingRecord, PermanentSendError

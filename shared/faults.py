@@ -1,0 +1,61 @@
+"""Which Kafka faults a retry can mend: the broker is down or the network cut (transient), or the record, the
+credentials or the permissions are wrong (permanent)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiokafka.errors as kafka_errors
+
+# Faults that a retry cannot mend: the record, the credentials or the permissions are wrong.
+_PERMANENT = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.GroupAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.SaslAuthenticationFailed,  # what Apache Kafka answers to a wrong password or user
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedVersionError,
+)
+# Faults aiokafka does not mark retriable but that a broker outage or a cut network produces.
+_TRANSIENT = (
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.RequestTimedOutError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.NotControllerError,
+    kafka_errors.KafkaUnavailableError,
+    kafka_errors.GroupCoordinatorNotAvailableError,
+    kafka_errors.RebalanceInProgressError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting and trying again can succeed."""
+    cause = tls_failure(exc)
+    if cause is not None:
+        return False
+    if isinstance(exc, _PERMANENT):
+        return False
+    if isinstance(exc, kafka_errors.KafkaError):
+        return bool(exc.retriable) or isinstance(exc, _TRANSIENT)
+    return isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError)
+
+
+def tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a connection failure, if any: a bad certificate is not a network fault."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
