@@ -21,17 +21,17 @@ from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
 from streamsend.shared.settings import SettingsError, load_settings
 from streamsend.uploader.budget import ByteBudget
-from streamsend.uploader.delivery import Courier, PermanentSendError
+from streamsend.uploader.delivery import Courier
 from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
 from streamsend.uploader.kafka import ProducerPool, StateTopic
-from streamsend.uploader.ledger import SentFile, SentLedger
-from streamsend.uploader.pipeline import FileSender, Interrupted, ReadyFile
+from streamsend.uploader.ledger import SentLedger
+from streamsend.uploader.pipeline import FileSender
 from streamsend.uploader.planner import ChunkSizeChoice, ChunkSizeError, choose_chunk_size
-from streamsend.uploader.reader import FileChangedError
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher
+from streamsend.uploader.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -169,99 +169,3 @@ def _chunk_size(settings: UploaderSettings, topic_max: int | None, broker_max: i
     if not choice.limits_known:
         log.warning("The message size limits of topic %s cannot be read: assuming Kafka's default", settings.topic)
     return choice
-
-
-GROUP_FILES = 100  # one-chunk files sent together, at most
-GROUP_BYTES = 4 * 1024 * 1024
-
-
-class Workers:
-    """Take static files off the queue and send them: a big file alone, small ones in groups."""
-
-    def __init__(self, intake: Intake, sender: FileSender, finisher: Finisher, metrics: UploaderMetrics) -> None:
-        self._intake = intake
-        self._sender = sender
-        self._finisher = finisher
-        self._metrics = metrics
-        self.sent = 0
-
-    async def run(self, index: int, stop: asyncio.Event) -> None:
-        logs.set_worker(f"stms-upl-{index + 1}")
-        while (ready := await lifecycle.next_or_stop(self._intake.ready, stop)) is not None:
-            group, leftover = self._group(ready)
-            try:
-                if len(group) > 1 or (group and self._sender.fits_one_chunk(group[0])):
-                    await self._send_group(group, index)
-                for item in leftover:
-                    await self._one(item, index)
-            finally:
-                for item in [*group, *leftover]:
-                    self._intake.finished(item)
-            self._metrics.files_pending.set(self._intake.pending)
-
-    def _group(self, first: ReadyFile) -> tuple[list[ReadyFile], list[ReadyFile]]:
-        """One-chunk files waiting in the queue go together, up to a count and a size."""
-        if first.sent_before or not self._sender.fits_one_chunk(first):
-            return [], [first]
-        group, size = [first], first.state.size
-        while len(group) < GROUP_FILES:
-            try:
-                following = self._intake.ready.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if following.sent_before or not self._sender.fits_one_chunk(following):
-                return group, [following]
-            if size + following.state.size > GROUP_BYTES:
-                return group, [following]
-            group.append(following)
-            size += following.state.size
-        return group, []
-
-    async def _one(self, ready: ReadyFile, lane: int) -> None:
-        if ready.sent_before:
-            await self._finisher.tidy(ready)
-            return
-        try:
-            sent = await self._sender.send(ready, lane)
-        except (FileChangedError, Interrupted, PermanentSendError, OSError) as exc:
-            self._failed(ready, exc)
-        else:
-            self._done([(ready, sent)])
-            await self._finisher.sent_many([(ready, sent)])
-
-    async def _send_group(self, group: list[ReadyFile], lane: int) -> None:
-        done = []
-        for ready, outcome in zip(group, await self._sender.send_group(group, lane), strict=True):
-            if isinstance(outcome, SentFile):
-                done.append((ready, outcome))
-            else:
-                self._failed(ready, outcome)
-        self._done(done)
-        await self._finisher.sent_many(done)
-
-    def _done(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
-        self.sent += len(done)
-        if done:
-            self._metrics.files_sent.inc(len(done))
-            self._metrics.file_done()
-
-    def _failed(self, ready: ReadyFile, exc: Exception) -> None:
-        metrics, name = self._metrics, ready.wire_path
-        if isinstance(exc, FileChangedError | Interrupted | PermanentSendError | OSError):
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            metrics.view.failed(None, name, f"{type(exc).__name__}: {reason}")
-        if isinstance(exc, FileChangedError):
-            log.warning("%s: %s; it will be sent once it is static again", name, exc)
-            metrics.files_failed.labels("changed").inc()
-        elif isinstance(exc, Interrupted):
-            log.info("%s: %s; it will be sent again from the start", name, exc)
-            metrics.files_failed.labels("interrupted").inc()
-        elif isinstance(exc, PermanentSendError):
-            log.error("%s: failed: %s; not retried until the file changes", name, exc)
-            metrics.files_failed.labels("kafka").inc()
-            self._finisher.fail(ready)
-        elif isinstance(exc, OSError):
-            log.error("%s: cannot be read: %s; retried at the next rescan", name, exc.strerror or exc)
-            metrics.files_failed.labels("unreadable").inc()
-        else:
-            raise exc

@@ -15,9 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from streamsend.uploader.ledger import SentFile, SentLedger
-from streamsend.uploader.pipeline import ReadyFile
-from streamsend.uploader.reader import state_of
+from streamsend.uploader.files import ReadyFile, SentFile, state_of
+from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.settings import UploaderSettings
 
 log = logging.getLogger(__name__)

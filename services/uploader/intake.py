@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from streamsend.shared import lifecycle
+from streamsend.uploader.files import ReadyFile, state_of
 from streamsend.uploader.ledger import SentLedger
-from streamsend.uploader.pipeline import ReadyFile
-from streamsend.uploader.reader import state_of
 from streamsend.uploader.readiness import ReadinessTracker
 from streamsend.uploader.selection import select
 from streamsend.uploader.settings import UploaderSettings
@@ -50,7 +50,7 @@ class Intake:
         on_forgotten: Callable[[str], None] = lambda path: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ready: asyncio.Queue[ReadyFile] = asyncio.Queue()
+        self._ready: asyncio.Queue[ReadyFile] = asyncio.Queue()
         self._root = settings.input_dir
         self._pattern = settings.pattern
         self._ledger = ledger
@@ -79,7 +79,7 @@ class Intake:
         if self._ledger.is_sent(wire_path, state):
             if self._tidy_sent:  # sent before a crash, but not yet deleted or moved
                 self._busy.add(wire_path)
-                self.ready.put_nowait(ReadyFile(path, wire_path, state, sent_before=True))
+                self._ready.put_nowait(ReadyFile(path, wire_path, state, sent_before=True))
         elif not self._ledger.is_done(wire_path, state):
             self._tracker.observe(path, state, self._clock())
             self._wake.set()
@@ -93,6 +93,17 @@ class Intake:
 
     def gone(self, path: Path) -> None:
         self._tracker.forget(path)
+
+    async def take(self, stop: asyncio.Event) -> ReadyFile | None:
+        """The next file ready to send, or None once ``stop`` is set."""
+        return await lifecycle.next_or_stop(self._ready, stop)
+
+    def take_waiting(self) -> ReadyFile | None:
+        """The next file ready to send if one is waiting now, without waiting for one."""
+        try:
+            return self._ready.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
 
     def finished(self, ready: ReadyFile) -> None:
         self._busy.discard(ready.wire_path)
@@ -128,7 +139,7 @@ class Intake:
             if wire_path is None or wire_path in self._busy or self._ledger.is_done(wire_path, state):
                 continue
             self._busy.add(wire_path)
-            self.ready.put_nowait(ReadyFile(path, wire_path, state))
+            self._ready.put_nowait(ReadyFile(path, wire_path, state))
 
     def _wire_path(self, path: Path) -> str | None:
         try:

@@ -27,7 +27,8 @@ from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage, describe, retry_forever
 from streamsend.shared.settings import SettingsError
 from streamsend.uploader.delivery import OutgoingRecord
-from streamsend.uploader.ledger import SentFile, SentLedger
+from streamsend.uploader.files import SentFile
+from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.state import decode_state, encode_sent, state_key, state_partition
 

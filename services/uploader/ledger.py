@@ -10,22 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from streamsend.uploader.readiness import FileState
+from streamsend.uploader.files import FileState, SentFile
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SentFile:
-    path: str
-    size: int
-    mtime_ns: int
-    sha256: str
-    md5: str
-    upload_id: str
-    sent_at: float  # Unix time of the last acknowledgement
 
 
 class SentLedger:

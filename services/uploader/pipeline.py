@@ -15,16 +15,13 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from streamsend.shared.protocol import ChunkHeader, chunk_count, encode, record_key
 from streamsend.shared.view import TransferView
 from streamsend.uploader.delivery import Courier, OutgoingRecord
-from streamsend.uploader.ledger import SentFile
+from streamsend.uploader.files import ReadyFile, SentFile
 from streamsend.uploader.planner import partition_for, spans
 from streamsend.uploader.reader import ChunkReader, read_many
-from streamsend.uploader.readiness import FileState
 from streamsend.uploader.transactions import COMMIT_EVERY_BYTES, FileTransactions
 
 log = logging.getLogger(__name__)
@@ -41,14 +38,6 @@ def new_upload_id() -> str:
 
 class Interrupted(Exception):
     """Shutdown began while a file was being sent: what was handed to Kafka is drained, the rest not read."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadyFile:
-    path: Path
-    wire_path: str
-    state: FileState
-    sent_before: bool = False  # sent already as it is: only after_upload is left to do
 
 
 class Progress:

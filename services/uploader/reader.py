@@ -25,18 +25,14 @@ from types import TracebackType
 
 from streamsend.shared.protocol import FileDigest, crc32c
 from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.files import FileState, state_of
 from streamsend.uploader.planner import Span
-from streamsend.uploader.readiness import FileState
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class FileChangedError(Exception):
     """The file is no longer what was found static: changed, truncated, replaced or gone."""
-
-
-def state_of(st: os.stat_result) -> FileState:
-    return FileState(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
 
 
 class ChunkReader:

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from streamsend.uploader.files import FileState
+
 K = TypeVar("K", bound=Hashable)
-
-
-@dataclass(frozen=True, slots=True)
-class FileState:
-    size: int
-    mtime_ns: int
-    inode: int
 
 
 class ReadinessTracker(Generic[K]):

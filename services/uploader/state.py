@@ -11,7 +11,7 @@ import json
 import zlib
 from typing import Final
 
-from streamsend.uploader.ledger import SentFile
+from streamsend.uploader.files import SentFile
 
 STATE_VERSION: Final = 1
 SEPARATOR: Final = "\x00"

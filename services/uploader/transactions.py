@@ -20,7 +20,7 @@ import aiokafka.errors as kafka_errors
 
 from streamsend.shared.retry import Backoff, Outage, describe
 from streamsend.uploader.delivery import TransactionFault
-from streamsend.uploader.ledger import SentFile
+from streamsend.uploader.files import SentFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

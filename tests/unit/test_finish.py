@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from streamsend.shared.settings import load_settings
+from streamsend.uploader.files import ReadyFile, SentFile, state_of
 from streamsend.uploader.finish import Finisher
-from streamsend.uploader.ledger import SentFile, SentLedger
-from streamsend.uploader.pipeline import ReadyFile
-from streamsend.uploader.reader import state_of
+from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.settings import UploaderSettings
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from streamsend.uploader.files import SentFile
 from streamsend.uploader.intake import Intake
-from streamsend.uploader.ledger import SentFile, SentLedger
+from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.watcher import scan_tree
 
@@ -50,7 +51,9 @@ async def _ready(intake: Intake, expected: int) -> list[str]:
     names = []
     try:
         for _ in range(expected):
-            names.append((await asyncio.wait_for(intake.ready.get(), 5)).wire_path)
+            ready = await asyncio.wait_for(intake.take(asyncio.Event()), 5)
+            assert ready is not None
+            names.append(ready.wire_path)
     finally:
         stop.set()
         await task

@@ -10,8 +10,9 @@ import pytest
 
 from streamsend.shared.protocol import crc32c
 from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.files import state_of
 from streamsend.uploader.planner import spans
-from streamsend.uploader.reader import ChunkReader, FileChangedError, state_of
+from streamsend.uploader.reader import ChunkReader, FileChangedError
 
 
 async def _read_all(path: Path, budget: ByteBudget | None = None, chunk: int = 4096) -> bytes:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from streamsend.uploader.readiness import FileState, ReadinessTracker
+from streamsend.uploader.files import FileState
+from streamsend.uploader.readiness import ReadinessTracker
 
 A = FileState(size=10, mtime_ns=1, inode=7)
 

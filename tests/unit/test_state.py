@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from streamsend.uploader.ledger import SentFile, SentLedger
-from streamsend.uploader.readiness import FileState
+from streamsend.uploader.files import FileState, SentFile
+from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.state import decode_state, encode_sent, state_key, state_partition
 
 SENT = SentFile("a/b.txt", 10, 123, "s" * 64, "m" * 32, "u" * 32, 1.5)
