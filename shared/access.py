@@ -11,17 +11,14 @@ from collections.abc import Mapping
 
 import aiokafka.errors as kafka_errors
 
-from streamsend.shared.settings import CommonSettings, SettingsError
+from streamsend.shared.errors import AccessRefused
+from streamsend.shared.settings import CommonSettings
 
 REFUSALS = (
     kafka_errors.TopicAuthorizationFailedError,
     kafka_errors.GroupAuthorizationFailedError,
     kafka_errors.ClusterAuthorizationFailedError,
 )
-
-
-class AccessRefused(SettingsError):
-    """The broker's ACLs refuse what the daemon needs; the message names principal, operation and resource."""
 
 
 def principal(settings: CommonSettings) -> str:

@@ -18,9 +18,10 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.faults import tls_failure
 from streamsend.shared.retry import describe
-from streamsend.shared.settings import CommonSettings, SettingsError
+from streamsend.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 

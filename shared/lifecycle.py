@@ -15,8 +15,8 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.memory import tune_allocator
-from streamsend.shared.settings import SettingsError
 
 log = logging.getLogger(__name__)
 

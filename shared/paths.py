@@ -11,16 +11,14 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Final
 
+from streamsend.shared.errors import UnsafePathError
+
 MAX_COMPONENT_BYTES: Final = 255  # NAME_MAX on Linux, macOS and Windows filesystems
 MAX_PATH_BYTES: Final = 3072  # leaves room under PATH_MAX (4096) for output_dir and the uploader name
 MAX_DEPTH: Final = 128
 MAX_UPLOADER_NAME: Final = 64
 _UPLOADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _UPLOADER_BAD_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class UnsafePathError(ValueError):
-    """A path or name that must not reach the filesystem; the message says why."""
 
 
 def validate_component(name: str) -> str:

@@ -14,7 +14,8 @@ from typing import Final
 
 import google_crc32c
 
-from streamsend.shared.paths import UnsafePathError, validate_uploader_name, validate_wire_path
+from streamsend.shared.errors import ForeignRecordError, ProtocolError, UnsafePathError
+from streamsend.shared.paths import validate_uploader_name, validate_wire_path
 
 PROTOCOL_VERSION: Final = 1
 PREFIX: Final = "streamsend."
@@ -49,25 +50,6 @@ _HEX = {CHUNK_CRC32C: re.compile(rb"[0-9a-f]{8}"), SHA256: re.compile(rb"[0-9a-f
         MD5: re.compile(rb"[0-9a-f]{32}")}  # fmt: skip
 
 Headers = list[tuple[str, bytes]]
-
-
-class ProtocolError(ValueError):
-    """A record that does not follow the wire format; the message says which rule it breaks.
-
-    ``reason`` is one of a few fixed words (for metrics labels): malformed, version, unsafe_path, checksum,
-    foreign.
-    """
-
-    def __init__(self, message: str, reason: str = "malformed") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class ForeignRecordError(ProtocolError):
-    """A record with no streamsend headers at all: another producer writes to the same topic."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "foreign")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from streamsend.shared.errors import SettingsError
+
 ENV_PREFIX = "STREAMSEND_"
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _config_file: ContextVar[Path | None] = ContextVar("streamsend_config_file", default=None)
@@ -36,10 +38,6 @@ def check_topic_name(value: str) -> str:
     if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
         raise ValueError("a Kafka topic name is 1-249 of [A-Za-z0-9._-]")
     return value
-
-
-class SettingsError(Exception):
-    """Settings that cannot start a daemon; ``str()`` is one line per setting at fault."""
 
 
 class CommonSettings(BaseSettings):

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from pydantic import ByteSize, TypeAdapter, ValidationError
 
-from streamsend.demo.broker import BrokerError, EmbeddedBroker
+from streamsend.demo.broker import EmbeddedBroker
 from streamsend.demo.kafka_broker import ApacheKafka, kafka_version
 from streamsend.demo.sample import sample_plan, write_sample
 from streamsend.demo.verify import compare_trees, tree_files
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.admin import Admin
+from streamsend.shared.errors import BrokerError
 from streamsend.shared.retry import Outage
 from streamsend.shared.settings import CommonSettings
 from streamsend.uploader.planner import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, choose_chunk_size

@@ -17,11 +17,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from streamsend.shared.errors import BrokerError
+
 READY_TIMEOUT_S = 15.0
-
-
-class BrokerError(RuntimeError):
-    pass
 
 
 def broker_binary() -> str:

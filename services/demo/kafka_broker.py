@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from streamsend.demo.broker import BrokerError, free_port
+from streamsend.demo.broker import free_port
+from streamsend.shared.errors import BrokerError
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0

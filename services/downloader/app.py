@@ -19,10 +19,11 @@ from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.access import raise_if_refused
 from streamsend.shared.admin import Admin
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
-from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.shared.settings import load_settings
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streamsend.shared.errors import ConflictError
 from streamsend.shared.protocol import ChunkHeader, FileDigest
-
-
-class ConflictError(ValueError):
-    """A chunk whose header contradicts earlier chunks of the same upload id."""
 
 
 @dataclass(frozen=True, slots=True)

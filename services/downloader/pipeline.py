@@ -21,14 +21,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from streamsend.downloader.assembly import Assembly, ConflictError, FileDescription
+from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import Staging, Store
+from streamsend.shared.errors import ConflictError, ProtocolError
 from streamsend.shared.metrics import DownloaderMetrics
-from streamsend.shared.protocol import ChunkHeader, ProtocolError, decode
+from streamsend.shared.protocol import ChunkHeader, decode
 
 log = logging.getLogger(__name__)
 

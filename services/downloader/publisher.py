@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamsend.downloader.settings import FsyncPolicy
-from streamsend.downloader.store import PublishError, Staging, Store, fsync_dir
+from streamsend.downloader.store import Staging, Store, fsync_dir
+from streamsend.shared.errors import PublishError
 
 WRITERS = 4  # threads writing a group's new files
 

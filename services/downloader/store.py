@@ -33,6 +33,8 @@ from pathlib import Path
 
 import aiofiles.os
 
+from streamsend.shared.errors import PublishError
+
 log = logging.getLogger(__name__)
 
 WORK_DIR = ".streamsend"
@@ -44,10 +46,6 @@ WRITEBACK_WINDOW = 16 * 1024 * 1024
 # Every published file carries its verified sha256 here: users can check it, and a file received again
 # identical to the published one is recognised without reading it.
 SHA256_ATTRIBUTE = "user.streamsend.sha256"
-
-
-class PublishError(Exception):
-    """The verified file cannot take its place (a file where a folder should be, or the reverse)."""
 
 
 @dataclass(frozen=True, slots=True)

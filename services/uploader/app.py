@@ -15,11 +15,12 @@ from streamsend import __version__
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.access import raise_if_refused
 from streamsend.shared.admin import Admin
+from streamsend.shared.errors import ChunkSizeError, SettingsError
 from streamsend.shared.faults import is_transient
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
-from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.shared.settings import load_settings
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier
 from streamsend.uploader.finish import Finisher
@@ -27,7 +28,7 @@ from streamsend.uploader.intake import Intake
 from streamsend.uploader.kafka import ProducerPool, StateTopic
 from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.pipeline import FileSender
-from streamsend.uploader.planner import ChunkSizeChoice, ChunkSizeError, choose_chunk_size
+from streamsend.uploader.planner import ChunkSizeChoice, choose_chunk_size
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher

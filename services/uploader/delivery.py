@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Protocol
 
 from streamsend.shared.access import REFUSALS
+from streamsend.shared.errors import PermanentSendError, TransactionFault
 from streamsend.shared.protocol import Headers
 from streamsend.shared.retry import Backoff, Outage, describe
 from streamsend.uploader.budget import ByteBudget
@@ -35,15 +36,6 @@ class OutgoingRecord:
 class ChunkSink(Protocol):
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
         """Hand a record to a producer; the result completes when the broker acknowledges it."""
-
-
-class PermanentSendError(Exception):
-    """A fault that retrying cannot mend; the file is failed with this message."""
-
-
-class TransactionFault(Exception):
-    """A transient fault inside a transaction: a record cannot be sent again within it, so the transaction is
-    aborted and the file sent again from the start (``__cause__`` is the fault)."""
 
 
 class Courier:

@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamsend.shared.admin import Admin
 from streamsend.shared.connection import client_options, stop_client
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage, describe, retry_forever
-from streamsend.shared.settings import SettingsError
 from streamsend.uploader.delivery import OutgoingRecord
 from streamsend.uploader.files import SentFile
 from streamsend.uploader.ledger import SentLedger

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from streamsend.shared.errors import Interrupted
 from streamsend.shared.protocol import ChunkHeader, chunk_count, encode, record_key
 from streamsend.shared.view import TransferView
 from streamsend.uploader.delivery import Courier, OutgoingRecord
@@ -34,10 +35,6 @@ _ids = random.Random(os.urandom(32))  # unique ids without a system call each
 
 def new_upload_id() -> str:
     return f"{_ids.getrandbits(128):032x}"
-
-
-class Interrupted(Exception):
-    """Shutdown began while a file was being sent: what was handed to Kafka is drained, the rest not read."""
 
 
 class Progress:

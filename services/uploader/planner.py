@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from streamsend.shared.errors import ChunkSizeError
 from streamsend.shared.protocol import MAX_CHUNK_SIZE, chunk_count
 
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES: Final = 1048588  # Kafka's default message.max.bytes and max.message.bytes
@@ -17,10 +18,6 @@ ALIGN_BYTES: Final = 4096  # whole pages: reads and writes stay page-aligned
 # moved 134 MB/s where 31 MiB chunks moved 85 MB/s and tripled the daemons' memory (fewer, longer requests
 # leave the pipeline idle between them, and each chunk in flight is held whole).
 AUTO_MAX_CHUNK: Final = 1024 * 1024
-
-
-class ChunkSizeError(ValueError):
-    """The configured chunk size cannot fit the broker's message limit."""
 
 
 @dataclass(frozen=True, slots=True)

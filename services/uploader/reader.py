@@ -23,16 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from streamsend.shared.errors import FileChangedError
 from streamsend.shared.protocol import FileDigest, crc32c
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.files import FileState, state_of
 from streamsend.uploader.planner import Span
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class FileChangedError(Exception):
-    """The file is no longer what was found static: changed, truncated, replaced or gone."""
 
 
 class ChunkReader:

@@ -6,7 +6,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamsend.shared.paths import UnsafePathError, to_wire_path
+from streamsend.shared.errors import UnsafePathError
+from streamsend.shared.paths import to_wire_path
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
-from streamsend.shared.paths import UnsafePathError, sanitize_uploader_name, validate_uploader_name
+from streamsend.shared.errors import UnsafePathError
+from streamsend.shared.paths import sanitize_uploader_name, validate_uploader_name
 from streamsend.shared.protocol import MAX_CHUNK_SIZE
 from streamsend.shared.settings import CommonSettings, check_topic_name
 

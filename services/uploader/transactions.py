@@ -18,8 +18,8 @@ from typing import Protocol, TypeVar
 
 import aiokafka.errors as kafka_errors
 
+from streamsend.shared.errors import TransactionFault
 from streamsend.shared.retry import Backoff, Outage, describe
-from streamsend.uploader.delivery import TransactionFault
 from streamsend.uploader.files import SentFile
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,12 @@ import asyncio
 import logging
 
 from streamsend.shared import logs
+from streamsend.shared.errors import FileChangedError, Interrupted, PermanentSendError
 from streamsend.shared.metrics import UploaderMetrics
-from streamsend.uploader.delivery import PermanentSendError
 from streamsend.uploader.files import ReadyFile, SentFile
 from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
-from streamsend.uploader.pipeline import FileSender, Interrupted
-from streamsend.uploader.reader import FileChangedError
+from streamsend.uploader.pipeline import FileSender
 
 log = logging.getLogger(__name__)
 

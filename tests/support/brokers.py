@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamsend.demo.broker import BrokerError, EmbeddedBroker, free_port
+from streamsend.demo.broker import EmbeddedBroker, free_port
 from streamsend.demo.kafka_broker import ApacheKafka, java_binary, kafka_libs
+from streamsend.shared.errors import BrokerError
 from tests.support.relay import Relay
 
 Broker = EmbeddedBroker | ApacheKafka

@@ -5,8 +5,9 @@ from pathlib import Path
 import aiokafka.errors as kafka_errors
 import pytest
 
-from streamsend.shared.access import AccessRefused, refusal
-from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.shared.access import refusal
+from streamsend.shared.errors import AccessRefused, SettingsError
+from streamsend.shared.settings import load_settings
 from streamsend.uploader.settings import UploaderSettings
 
 

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from streamsend.downloader.assembly import Assembly, ConflictError
+from streamsend.downloader.assembly import Assembly
+from streamsend.shared.errors import ConflictError
 from tests.support.records import chunks_of
 
 DATA = bytes(range(256)) * 64  # 16384 bytes

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streamsend.shared.connection import client_options
-from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.shared.errors import SettingsError
+from streamsend.shared.settings import load_settings
 from streamsend.uploader.settings import UploaderSettings
 from tests.support.certs import make_pki
 

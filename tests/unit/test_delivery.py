@@ -7,10 +7,11 @@ from collections.abc import Awaitable, Iterator
 import aiokafka.errors as kafka_errors
 import pytest
 
+from streamsend.shared.errors import PermanentSendError
 from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage
 from streamsend.uploader.budget import ByteBudget
-from streamsend.uploader.delivery import Courier, FileDelivery, OutgoingRecord, PermanentSendError
+from streamsend.uploader.delivery import Courier, FileDelivery, OutgoingRecord
 
 
 class FakeSink:

@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from streamsend.shared import lifecycle, logs
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.retry import Backoff, Outage
-from streamsend.shared.settings import SettingsError
 
 
 def _record(message: str) -> logging.LogRecord:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamsend.shared.errors import UnsafePathError
 from streamsend.shared.paths import (
-    UnsafePathError,
     sanitize_uploader_name,
     to_wire_path,
     validate_uploader_name,

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from streamsend.shared.errors import ChunkSizeError
 from streamsend.uploader.planner import (
     ALIGN_BYTES,
     AUTO_MAX_CHUNK,
     HEADROOM_BYTES,
     KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
-    ChunkSizeError,
     choose_chunk_size,
     partition_for,
     spans,

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamsend.shared import protocol
-from streamsend.shared.protocol import ChunkHeader, FileDigest, ForeignRecordError, ProtocolError, decode, encode
+from streamsend.shared.errors import ForeignRecordError, ProtocolError
+from streamsend.shared.protocol import ChunkHeader, FileDigest, decode, encode
 from tests.support.records import chunks_of
 
 DATA = bytes(range(256)) * 40  # 10240 bytes: chunks of 4096, 4096, 2048

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from streamsend.shared.errors import FileChangedError
 from streamsend.shared.protocol import crc32c
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.files import state_of
 from streamsend.uploader.planner import spans
-from streamsend.uploader.reader import ChunkReader, FileChangedError
+from streamsend.uploader.reader import ChunkReader
 
 
 async def _read_all(path: Path, budget: ByteBudget | None = None, chunk: int = 4096) -> bytes:

@@ -6,7 +6,8 @@ import pytest
 
 from streamsend.cli import main as cli_main
 from streamsend.downloader.settings import DownloaderSettings
-from streamsend.shared.settings import SettingsError, load_settings
+from streamsend.shared.errors import SettingsError
+from streamsend.shared.settings import load_settings
 from streamsend.uploader.settings import UploaderSettings
 
 

@@ -13,10 +13,10 @@ from streamsend.downloader.store import (
     SHA256_ATTRIBUTE,
     WRITEBACK_WINDOW,
     DescriptorCache,
-    PublishError,
     Staging,
     Store,
 )
+from streamsend.shared.errors import PublishError
 
 
 async def _store(root: Path, *, max_open_files: int = 8) -> Store:
