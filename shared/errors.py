@@ -19,7 +19,9 @@ is decided what it means.
     ├── PublishError              a verified file cannot take its place in the tree: quarantined
     └── BrokerError               an embedded test or demo broker did not start
 
-Kafka's own errors (aiokafka.errors) are classified in ``shared/faults.py``: transient or permanent.
+Kafka's own errors (aiokafka.errors) are classified in ``shared/faults.py``: transient or permanent. What is
+not an error is not an exception: a record the downloader must leave unconsumed (no disk space, a partition
+to read again) is a value its handling returns (``downloader.pipeline.Halt``).
 """
 
 from __future__ import annotations

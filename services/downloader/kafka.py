@@ -16,7 +16,7 @@ import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Record, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import logs
@@ -147,14 +147,13 @@ class ConsumeLoop:
                 self._consumer.seek(tp, offset)
                 self._pause(reason)
 
-    async def _partition(self, tp: Any, records: list[Any]) -> tuple[int, NeedSpace | Rewind] | None:
+    async def _partition(self, tp: Any, records: list[Any]) -> tuple[int, Halt] | None:
         logs.set_worker(f"stms-dnl-{tp.partition}")
         for record in records:
-            try:
-                await self._receiver.handle(
-                    Record(tp.topic, tp.partition, record.offset, record.key, record.value, record.headers)
-                )
-            except (NeedSpace, Rewind) as halt:
+            halt = await self._receiver.handle(
+                Record(tp.topic, tp.partition, record.offset, record.key, record.value, record.headers)
+            )
+            if halt is not None:
                 return record.offset, halt
             self._next[tp] = record.offset + 1
         return None

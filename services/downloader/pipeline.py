@@ -52,23 +52,31 @@ class Record:
     headers: Sequence[tuple[str, bytes]]
 
 
-class NeedSpace(Exception):
+@dataclass(frozen=True, slots=True)
+class NeedSpace:
     """The output filesystem cannot take the next chunk; the record was not consumed."""
 
-    def __init__(self, available: int, required: int, path: str) -> None:
-        super().__init__(f"{available} bytes available, {required} required for {path}")
-        self.available = available
-        self.required = required
-        self.path = path
+    available: int
+    required: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.available} bytes available, {self.required} required for {self.path}"
 
 
-class Rewind(Exception):
+@dataclass(frozen=True, slots=True)
+class Rewind:
     """Chunks of an upload dropped as stale came back: its partition must be read again from ``offset``."""
 
-    def __init__(self, partition: int, offset: int, path: str) -> None:
-        super().__init__(f"{path}: more chunks arrived after it was dropped; reading partition {partition} again")
-        self.partition = partition
-        self.offset = offset
+    partition: int
+    offset: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: more chunks arrived after it was dropped; reading partition {self.partition} again"
+
+
+Halt = NeedSpace | Rewind  # what stops a partition's batch at a record, which stays unconsumed
 
 
 class _Build:
@@ -141,8 +149,8 @@ class Receiver:
         mark = self._marks.get(partition)
         return None if mark is None else mark.committable()
 
-    async def handle(self, record: Record) -> None:
-        """Deal with one record; NeedSpace and Rewind leave it unconsumed, to be offered again."""
+    async def handle(self, record: Record) -> Halt | None:
+        """Deal with one record; a Halt (NeedSpace, Rewind) leaves it unconsumed, to be offered again."""
         mark = self._marks.get(record.partition)
         if mark is None:
             mark = self._marks[record.partition] = PartitionWatermark()
@@ -153,50 +161,56 @@ class Receiver:
             self._reject(record, exc.reason, str(exc))
         else:
             assert record.value is not None  # decode refuses a record without a value
-            await self._chunk(record, header, record.value, mark)
+            halt = await self._chunk(record, header, record.value, mark)
+            if halt is not None:
+                return halt
         mark.handled(record.offset)
+        return None
 
-    async def _chunk(self, record: Record, header: ChunkHeader, value: bytes, mark: PartitionWatermark) -> None:
+    async def _chunk(self, record: Record, header: ChunkHeader, value: bytes, mark: PartitionWatermark) -> Halt | None:
         if header.upload_id in self._finished:
             self._metrics.chunks_duplicate.inc()
-            return
+            return None
         if self._completion.was_published(record.partition, header.upload_id):
             log.info("%s: upload %s was published before a restart: not again", header.path, header.upload_id)
             self._remember_finished(header.upload_id)
             self._metrics.chunks_duplicate.inc()
-            return
+            return None
         dropped = self._dropped.pop(header.upload_id, None)
         if dropped is not None and dropped[0] == record.partition and record.offset > dropped[1]:
             # Its uploader was only cut off for longer than stale_after: rebuild it from its first chunk.
-            raise Rewind(record.partition, dropped[1], header.path)
+            return Rewind(record.partition, dropped[1], header.path)
         build = self._builds.get(header.upload_id)
         if build is None:
             capacity = self._store.space().capacity
             if header.file_size > capacity:
                 self._reject(record, "too_large", f"file of {header.file_size} bytes exceeds the output filesystem")
-                return
-            self._check_space(len(value), header)
+                return None
+            if (need := self._need_space(len(value), header)) is not None:
+                return need
             if header.count == 1:
                 await self._whole(header, record, value, mark)
-                return
+                return None
             build = await self._start(header, record, mark)
         elif build.partition != record.partition:
             self._reject(record, "conflict", f"upload {header.upload_id} seen on partition {build.partition}")
-            return
+            return None
         else:
             try:
                 build.assembly.check(header)
             except ConflictError as exc:
                 self._reject(record, "conflict", str(exc))
-                return
+                return None
             if build.assembly.has(header.index):
                 self._metrics.chunks_duplicate.inc()
                 build.last_seen = self._clock()
-                return
-            self._check_space(len(value), header)
+                return None
+            if (need := self._need_space(len(value), header)) is not None:
+                return need
         await self._write(build, header, value)
         if build.assembly.complete:
             await self._finish(build, record)
+        return None
 
     async def _whole(self, header: ChunkHeader, record: Record, value: bytes, mark: PartitionWatermark) -> None:
         """A file of one chunk: verified in memory, and written only with its publication."""
@@ -259,10 +273,11 @@ class Receiver:
             return
         build.reported = build.last_seen
 
-    def _check_space(self, size: int, header: ChunkHeader) -> None:
+    def _need_space(self, size: int, header: ChunkHeader) -> NeedSpace | None:
         available = self._store.space().available
         if available - size < self._min_free_bytes:
-            raise NeedSpace(available, size + self._min_free_bytes, header.path)
+            return NeedSpace(available, size + self._min_free_bytes, header.path)
+        return None
 
     async def _supersede(self, partition: int, header: ChunkHeader) -> None:
         """A newer upload of a path makes the unfinished older one pointless."""
