@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
+from streamsend.downloader.completion import Completion
 from streamsend.downloader.kafka import ConsumeLoop
 from streamsend.downloader.pipeline import Receiver
+from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
@@ -84,12 +86,13 @@ async def _serve(
         async with Admin(settings, "downloader", outage) as admin:
             # Create the topic as the uploader would, rather than let a subscribe create it with defaults.
             await admin.ensure_topic(settings.topic, settings.topic_partitions)
+        completion = Completion(store, Publisher(store, settings.fsync), metrics)
         receiver = Receiver(
             store,
             metrics,
+            completion,
             stale_after_s=settings.stale_after,
             min_free_bytes=settings.min_free_space,
-            fsync=settings.fsync,
         )
         metrics.connected()
         await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
-from streamsend.downloader.publisher import Publisher
-from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import Staging, Store
 from streamsend.shared.errors import ConflictError, ProtocolError
 from streamsend.shared.metrics import DownloaderMetrics
@@ -122,19 +120,26 @@ class _RejectLog:
 
 
 class Receiver:
+    """Turns each partition's records into files: owns the uploads being rebuilt (their staging files and
+    hashes), each partition's watermark of committable offsets, and the memory of uploads finished or dropped.
+
+    Called by the consumer loop (``kafka.ConsumeLoop``), one record at a time per partition and a flush per
+    batch; hands complete uploads to the injected ``Completion`` for verification and publication.
+    """
+
     def __init__(
         self,
         store: Store,
         metrics: DownloaderMetrics,
+        completion: Completion,
         *,
         stale_after_s: float,
         min_free_bytes: int,
-        fsync: FsyncPolicy = "batch",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._metrics = metrics
-        self._completion = Completion(store, Publisher(store, fsync), metrics)
+        self._completion = completion
         self._stale_after_s = stale_after_s
         self._min_free_bytes = min_free_bytes
         self._clock = clock

@@ -14,8 +14,10 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from streamsend.downloader.completion import Completion
 from streamsend.downloader.kafka import ConsumeLoop
 from streamsend.downloader.pipeline import Receiver, Record
+from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared.metrics import DownloaderMetrics
@@ -52,7 +54,8 @@ class Rig:
         settings = load_settings(DownloaderSettings, ["--output-dir", str(root), "--topic", "chunks"], "t")
         self.metrics = DownloaderMetrics(CollectorRegistry())
         self.store = Store(root, max_open_files=4)
-        self.receiver = Receiver(self.store, self.metrics, stale_after_s=60, min_free_bytes=0, fsync="off")
+        completion = Completion(self.store, Publisher(self.store, "off"), self.metrics)
+        self.receiver = Receiver(self.store, self.metrics, completion, stale_after_s=60, min_free_bytes=0)
         self.outage = Outage("Kafka")
         self.loop = ConsumeLoop(settings, self.receiver, self.store, self.metrics, self.outage, asyncio.Event())
         self.consumer = FakeConsumer()

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streamsend.downloader.completion import Completion
 from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.store import Store
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
@@ -35,12 +37,13 @@ class Harness:
         self.metrics = DownloaderMetrics(self.registry)
         self.store = Store(root, max_open_files=4)
         self.clock = Clock()
+        publisher = Publisher(self.store, "batch" if options.get("batch") else "off")
         self.receiver = Receiver(
             self.store,
             self.metrics,
+            Completion(self.store, publisher, self.metrics),
             stale_after_s=options.get("stale_after_s", 60.0),
             min_free_bytes=int(options.get("min_free_bytes", 0)),
-            fsync="batch" if options.get("batch") else "off",
             clock=self.clock,
         )
         self.offset = 0
