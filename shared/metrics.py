@@ -67,6 +67,7 @@ class UploaderMetrics(KafkaMetrics):
             "streamsend_uploader_files_pending", "Files waiting to become static or for a worker", registry=r
         )
         self.chunk_size = Gauge("streamsend_uploader_chunk_size_bytes", "Chunk size in use", registry=r)
+        self.scans = Counter("streamsend_uploader_scans", "Full scans of the input tree completed", registry=r)
 
     def chunk_acked(self, size: int) -> None:
         self.chunks_sent.inc()

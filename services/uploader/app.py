@@ -133,7 +133,8 @@ async def _serve(
             workers = Workers(intake, sender, finisher, metrics)
             metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.pending
             try:
-                await _run_tasks(settings, stop, intake, workers, admin, outage, state)
+                watcher = TreeWatcher(settings.input_dir, intake, settings.rescan_interval, metrics.scans.inc)
+                await _run_tasks(settings, stop, watcher, intake, workers, admin, outage, state)
             finally:
                 await finisher.drain()
     log.info("Uploader stopped: %d files sent since start, %d waiting", workers.sent, intake.pending)
@@ -142,6 +143,7 @@ async def _serve(
 async def _run_tasks(
     settings: UploaderSettings,
     stop: asyncio.Event,
+    watcher: TreeWatcher,
     intake: Intake,
     workers: Workers,
     admin: Admin,
@@ -149,7 +151,7 @@ async def _run_tasks(
     state: StateTopic | None,
 ) -> None:
     async with asyncio.TaskGroup() as group:
-        group.create_task(TreeWatcher(settings.input_dir, intake, settings.rescan_interval).run(stop))
+        group.create_task(watcher.run(stop))
         group.create_task(intake.run(stop))
         group.create_task(
             probe_forever(

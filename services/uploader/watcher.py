@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from watchfiles import Change, awatch
@@ -64,10 +65,13 @@ def _inspect(paths: list[Path]) -> Found:
 
 
 class TreeWatcher:
-    def __init__(self, root: Path, intake: Intake, rescan_interval_s: float) -> None:
+    def __init__(
+        self, root: Path, intake: Intake, rescan_interval_s: float, on_scan: Callable[[], None] = lambda: None
+    ) -> None:
         self._root = root
         self._intake = intake
         self._rescan_interval_s = rescan_interval_s
+        self._on_scan = on_scan  # a counter: lets an observer wait for "one more full scan" instead of time
         self._problems: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -93,6 +97,7 @@ class TreeWatcher:
                 self._root, len(found), time.monotonic() - started, self._intake.pending,
             )  # fmt: skip
             first = False
+            self._on_scan()
             await sleep_or_stop(self._rescan_interval_s, stop)
 
     async def _events(self, stop: asyncio.Event) -> None:

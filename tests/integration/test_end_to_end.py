@@ -62,7 +62,7 @@ async def test_a_mixed_tree_arrives_byte_for_byte(broker: Broker, topics: TopicF
             await wait_until(
                 lambda: down.metric("streamsend_downloader_files_verified_total") >= len(sizes), 60, "the mirror"
             )
-            await asyncio.sleep(1)  # anything that should not arrive has had its chance
+            await up.more_scans(1)  # anything that should not arrive has had its chance
             comparison = compare_trees(source, target / "edge-1")
             assert comparison.identical, comparison
             assert sorted(comparison.same) == sorted(sizes)
@@ -128,7 +128,7 @@ async def test_a_file_written_slowly_arrives_complete_and_once(
                 await asyncio.sleep(0.3)
                 assert not published.exists(), "a partial file was published"
         await wait_until(lambda: published.exists(), 30, "the slowly written file")
-        await asyncio.sleep(1.5)
+        await up.more_scans(2)
         assert published.read_bytes() == content
         assert up.metric("streamsend_uploader_files_sent_total") == 1
         assert down.metric("streamsend_downloader_files_verified_total") == 1

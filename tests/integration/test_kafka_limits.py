@@ -3,7 +3,6 @@ topic."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterator
@@ -139,5 +138,5 @@ async def test_a_compacted_state_topic_still_remembers_every_file(
     caplog.clear()
     async with uploader(kafka.bootstrap, topic, source, state_topic=state, rescan_interval=0.3) as again:
         await wait_until(lambda: "Loaded 5 sent files" in caplog.text, 30, "the state")
-        await asyncio.sleep(1.5)  # several rescans
+        await again.more_scans(3)
         assert again.metric("streamsend_uploader_files_sent_total") == 0

@@ -43,7 +43,7 @@ async def test_a_restarted_uploader_sends_nothing_twice_but_what_changed(
         caplog.clear()
         async with uploader(broker.bootstrap, topic, source, state_topic=state, rescan_interval=0.5) as second:
             await wait_until(lambda: "Loaded 6 sent files" in caplog.text, 30, "the state")
-            await asyncio.sleep(2)  # several rescans
+            await second.more_scans(3)
             assert second.metric("streamsend_uploader_files_sent_total") == 0
             (source / "d0/sub/f0.bin").write_bytes(b"changed")
             await wait_until(lambda: second.metric("streamsend_uploader_files_sent_total") == 1, 30, "the change")

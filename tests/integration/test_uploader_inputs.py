@@ -47,7 +47,7 @@ async def test_files_that_vanish_before_they_are_read_are_simply_not_sent(
         for index in range(0, 40, 2):
             (source / f"f{index}.txt").unlink()  # gone before it is static
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 20, 30, "survivors")
-        await asyncio.sleep(1)
+        await up.more_scans(1)
         up.check_alive()
         assert up.metric("streamsend_uploader_files_sent_total") == 20
     assert compare_trees(source, target / "edge-1").identical
@@ -78,7 +78,7 @@ async def test_a_file_changed_while_it_is_read_is_abandoned_then_sent_whole_once
         else:
             os.truncate(path, 50 * MiB)
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 1, 120, "the file")
-        await asyncio.sleep(1)
+        await up.more_scans(1)
         assert up.metric("streamsend_uploader_files_failed_total", reason="changed") == 1
         assert up.metric("streamsend_uploader_files_sent_total") == 1
     assert any("growing.bin: changed while being read" in m or "growing.bin: truncated" in m for m in _log(caplog))
@@ -169,7 +169,7 @@ async def test_special_files_and_undecodable_names_are_reported_once_and_never_o
         uploader(broker.bootstrap, topic, source, rescan_interval=0.3) as up,
     ):
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 1, 30, "the plain file")
-        await asyncio.sleep(1.5)  # several rescans
+        await up.more_scans(3)
         assert up.metric("streamsend_uploader_files_skipped_total", reason="not_regular") == specials
         assert up.metric("streamsend_uploader_files_skipped_total", reason="unsendable_name") == 1
     messages = _log(caplog)

@@ -42,6 +42,14 @@ class Running:
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
+    async def more_scans(self, count: int, timeout_s: float = 60) -> None:
+        """Wait until the uploader has completed ``count`` more full scans of its tree: whatever a scan would
+        find has been found, without guessing at a time."""
+        from tests.support.waiting import wait_until
+
+        wanted = self.metric("streamsend_uploader_scans_total") + count
+        await wait_until(lambda: self.metric("streamsend_uploader_scans_total") >= wanted, timeout_s, f"{count} scans")
+
     def check_alive(self) -> None:
         if self.task is not None and self.task.done():
             self.task.result()  # raises what killed it
