@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamsend.downloader.assembly import FileDescription
@@ -29,7 +28,6 @@ class Completed:
     topic: str
     partition: int
     offset: int
-    done: Callable[[], None]  # it no longer holds the partition's commits back
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
 
     @property
@@ -53,25 +51,29 @@ class Completion:
     def was_published(self, partition: int, upload_id: str) -> bool:
         return upload_id in self._published.get(partition, {})
 
-    async def complete(self, item: Completed) -> None:
-        """Verify; a match is published now or at the end of the batch (``flush``), a mismatch kept aside."""
+    async def complete(self, item: Completed) -> list[Completed]:
+        """Verify; a match is published now or at the end of the batch (``flush``), a mismatch kept aside.
+
+        Returns the files settled by this call (published or quarantined): they no longer hold their
+        partitions' commits back.
+        """
         if item.sha256 != item.expected.sha256:
             if item.data is not None:
                 await self._store.write(await self._store.create(item.file.upload_id), 0, item.data, None)
             why = f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
             await self._quarantine(item, why, "checksum")
-            return
+            return [item]
         parts = item.file.path.split("/")
         target = self._store.target(item.file.uploader, parts)
         publication = Publication(item.staging, target, item.file.mtime_ns, item.sha256, data=item.data)
         self._pending.append((item, publication))
-        if not self._publisher.groups:
-            await self.flush()
+        return [] if self._publisher.groups else await self.flush()
 
-    async def flush(self) -> None:
-        """Publish every verified file waiting for it, then record them in the ledger."""
+    async def flush(self) -> list[Completed]:
+        """Publish every verified file waiting for it, then record them in the ledger; returns them (each is
+        published, or quarantined if it could not take its place)."""
         if not self._pending:
-            return
+            return []
         pending, self._pending = self._pending, []
         by_publication = {id(publication): item for item, publication in pending}
         sync_lines = self._publisher.syncs_ledger_lines
@@ -101,7 +103,7 @@ class Completion:
             self._metrics.file_done()
             file = item.file
             self._metrics.view.completed(file.upload_id, f"{file.uploader}/{file.path}", file.file_size, item.sha256)
-            item.done()
+        return [item for item, _ in pending]
 
     async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
         kept = await self._store.quarantine(
@@ -115,7 +117,6 @@ class Completion:
         self._metrics.files_failed.labels(reason).inc()
         file = item.file
         self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", f"quarantined: {why}")
-        item.done()
 
     async def committed(self, topic: str, partition: int, offset: int) -> None:
         """The offset is committed: records before it are never read again, so their ledger entries can go."""

@@ -232,7 +232,7 @@ class Receiver:
         self._metrics.chunks_received.inc()
         self._metrics.bytes_received.inc(len(value))
         log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", header.path, len(value))
-        await self._completion.complete(
+        settled = await self._completion.complete(
             Completed(
                 file=FileDescription.of(header),
                 staging=Staging(self._store.staging_dir / header.upload_id),
@@ -241,10 +241,10 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                done=lambda: mark.close(header.upload_id),
                 data=value,
             )
         )
+        self._settle(settled)
 
     async def _write(self, build: _Build, header: ChunkHeader, value: bytes) -> None:
         assembly = build.assembly
@@ -309,8 +309,7 @@ class Receiver:
         assert build.assembly.digest is not None  # complete implies the final chunk arrived
         self._forget(build, keep_open=True)
         self._remember_finished(file.upload_id)
-        mark = self._marks[record.partition]
-        await self._completion.complete(
+        settled = await self._completion.complete(
             Completed(
                 file=file,
                 staging=build.staging,
@@ -319,13 +318,20 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                done=lambda: mark.close(file.upload_id),
             )
         )
+        self._settle(settled)
 
     async def flush(self) -> None:
         """Publish the files verified since the last flush (before their offsets are committed)."""
-        await self._completion.flush()
+        self._settle(await self._completion.flush())
+
+    def _settle(self, settled: list[Completed]) -> None:
+        """Files published or quarantined no longer hold their partitions' commits back."""
+        for item in settled:
+            mark = self._marks.get(item.partition)
+            if mark is not None:
+                mark.close(item.file.upload_id)
 
     async def _drop(self, build: _Build, why: str, reason: str, level: int = logging.WARNING) -> None:
         file = build.assembly.file

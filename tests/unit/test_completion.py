@@ -60,8 +60,14 @@ class Rig:
             file=FileDescription("edge-1", name, upload_id, len(data), 1, 4096, 1),
             staging=Staging(self.store.staging_dir / upload_id), sha256=hashlib.sha256(data).hexdigest(),
             expected=digest, topic="chunks", partition=0, offset=offset,
-            done=lambda: self.done.append(name), data=data,
+            data=data,
         )  # fmt: skip
+
+    async def complete(self, item: Completed) -> None:
+        self.done += [settled.file.path for settled in await self.completion.complete(item)]
+
+    async def flush(self) -> None:
+        self.done += [settled.file.path for settled in await self.completion.flush()]
 
     def metric(self, name: str) -> float:
         return self.registry.get_sample_value(name) or 0.0
@@ -76,10 +82,10 @@ async def rig(tmp_path: Path) -> Rig:
 
 
 async def test_verified_files_wait_for_the_flush_and_are_published_together(rig: Rig) -> None:
-    await rig.completion.complete(rig.item("a.pdf", 10))
-    await rig.completion.complete(rig.item("b.pdf", 11))
+    await rig.complete(rig.item("a.pdf", 10))
+    await rig.complete(rig.item("b.pdf", 11))
     assert rig.publisher.batches == [] and rig.done == []  # grouped: nothing before the end of the batch
-    await rig.completion.flush()
+    await rig.flush()
     assert rig.publisher.batches == [["a.pdf", "b.pdf"]] and rig.done == ["a.pdf", "b.pdf"]
     assert (
         rig.completion.was_published(0, _id("a.pdf")) and rig.metric("streamsend_downloader_files_verified_total") == 2
@@ -87,8 +93,8 @@ async def test_verified_files_wait_for_the_flush_and_are_published_together(rig:
 
 
 async def test_a_digest_mismatch_is_quarantined_and_never_handed_to_the_publisher(rig: Rig) -> None:
-    await rig.completion.complete(rig.item("bad.pdf", 3, sent=b"something else"))
-    await rig.completion.flush()
+    await rig.complete(rig.item("bad.pdf", 3, sent=b"something else"))
+    await rig.flush()
     assert rig.publisher.batches == [] and rig.done == ["bad.pdf"]
     assert rig.metric("streamsend_downloader_files_quarantined_total") == 1
     assert not rig.completion.was_published(0, _id("bad.pdf"))
@@ -98,9 +104,9 @@ async def test_a_digest_mismatch_is_quarantined_and_never_handed_to_the_publishe
 async def test_a_refused_publication_is_quarantined_an_identical_file_counted_as_unchanged(rig: Rig) -> None:
     rig.publisher.refuse.add("blocked.pdf")
     rig.publisher.identical.add("same.pdf")
-    await rig.completion.complete(rig.item("blocked.pdf", 1))
-    await rig.completion.complete(rig.item("same.pdf", 2))
-    await rig.completion.flush()
+    await rig.complete(rig.item("blocked.pdf", 1))
+    await rig.complete(rig.item("same.pdf", 2))
+    await rig.flush()
     assert rig.metric("streamsend_downloader_files_quarantined_total") == 1
     assert rig.metric("streamsend_downloader_files_unchanged_total") == 1
     assert rig.completion.was_published(0, _id("same.pdf")) and not rig.completion.was_published(0, _id("blocked.pdf"))
@@ -108,8 +114,8 @@ async def test_a_refused_publication_is_quarantined_an_identical_file_counted_as
 
 async def test_committed_offsets_prune_the_ledger_and_a_restart_reads_it_back(rig: Rig, tmp_path: Path) -> None:
     for offset, name in enumerate(["a", "b", "c"]):
-        await rig.completion.complete(rig.item(name, offset))
-    await rig.completion.flush()
+        await rig.complete(rig.item(name, offset))
+    await rig.flush()
     await rig.completion.committed("chunks", 0, 2)  # records before 2 are never read again
     assert [rig.completion.was_published(0, _id(n)) for n in "abc"] == [False, False, True]
     again = Rig(tmp_path, groups=False)
@@ -121,5 +127,5 @@ async def test_without_grouping_each_file_is_published_at_once(tmp_path: Path) -
     rig = Rig(tmp_path, groups=False)
     await rig.store.open()
     await rig.completion.load("chunks", 0)
-    await rig.completion.complete(rig.item("now.pdf", 0))
+    await rig.complete(rig.item("now.pdf", 0))
     assert rig.publisher.batches == [["now.pdf"]] and rig.done == ["now.pdf"]
