@@ -101,7 +101,7 @@ async def _serve(
             started.set()
             if state is not None:
                 state.attach(pool)
-            finisher = Finisher(settings, ledger, state)
+            finisher = Finisher(settings, ledger, state, state_written=pool.transactional)
             intake = Intake(
                 settings,
                 ledger,
@@ -110,7 +110,7 @@ async def _serve(
             )
             transactions = (
                 FileTransactions(pool, state, outage, is_transient, settings.retry_backoff_max)
-                if settings.transactional and state is not None
+                if pool.transactional and state is not None
                 else None
             )
             sender = FileSender(

@@ -32,8 +32,10 @@ MAX_UNCONFIRMED = 100  # groups of state records awaiting acknowledgement; a wor
 
 
 class Finisher:
-    def __init__(self, settings: UploaderSettings, ledger: SentLedger, state: StateRecords | None) -> None:
-        self._state_written = settings.transactional  # in the file's own transaction, already committed
+    def __init__(
+        self, settings: UploaderSettings, ledger: SentLedger, state: StateRecords | None, *, state_written: bool = False
+    ) -> None:
+        self._state_written = state_written  # in the file's own transaction, already committed
         self._action = settings.after_upload
         self._done_dir = settings.done_dir
         self._ledger = ledger

@@ -43,7 +43,7 @@ class ProducerPool:
         self._producers: list[Any] = []
         self._plain: Any = None  # for records outside any transaction
         self.idempotent = False
-        self.transactional = settings.transactional
+        self.transactional = False  # decided at start: see _start_transactional
 
     def _producer(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         s = self._settings
@@ -61,9 +61,10 @@ class ProducerPool:
     async def __aenter__(self) -> ProducerPool:
         try:
             self.idempotent = await self._start_first()
-            if self.transactional:
-                await self._start_transactional()
-            else:
+            wanted = self._settings.transactional
+            if wanted == "on" or (wanted == "auto" and self._settings.state_topic):
+                self.transactional = await self._start_transactional(required=wanted == "on")
+            if not self.transactional:
                 for _ in range(1, self._settings.producers):
                     self._producers.append(await self._start(self.idempotent))
         except BaseException:
@@ -77,29 +78,39 @@ class ProducerPool:
         for producer in [*producers, *([plain] if plain is not None and plain not in producers else [])]:
             await stop_client(producer, self._settings.request_timeout)
 
-    async def _start_transactional(self) -> None:
-        if not self.idempotent:
-            raise SettingsError("invalid setting transactional: the broker refuses the idempotent producer")
-        self._plain = self._producers.pop()
+    async def _start_transactional(self, *, required: bool) -> bool:
+        """One transactional producer per worker lane; False (plain producers instead) where the broker has no
+        transactions and they are not ``required`` (which stops the daemon with exit code 2 instead)."""
         name = self._settings.uploader_name
-        for lane in range(self._settings.max_concurrent_files):
+        refusal = None if self.idempotent else "the broker refuses the idempotent producer"
+        started: list[Any] = []
+        for lane in range(self._settings.max_concurrent_files if refusal is None else 0):
             transactional_id = f"streamsend-{name}-{lane}"
             try:
-                self._producers.append(await self._start(True, transactional_id))
+                started.append(await self._start(True, transactional_id))
             except (kafka_errors.UnsupportedVersionError, kafka_errors.UnknownError) as exc:
-                raise SettingsError(
-                    f"invalid setting transactional: the broker has no transactions ({type(exc).__name__})"
-                ) from None
+                refusal = f"the broker has no transactions ({type(exc).__name__})"
             except kafka_errors.TransactionalIdAuthorizationFailed:
-                raise SettingsError(
-                    f"invalid setting transactional: not allowed to use transactional id {transactional_id}"
-                    f" (kafka-acls --add --operation Write --transactional-id streamsend-{name}-"
-                    " --resource-pattern-type prefixed)"
-                ) from None
+                refusal = (
+                    f"not allowed to use transactional id {transactional_id} (kafka-acls --add --operation Write"
+                    f" --transactional-id streamsend-{name}- --resource-pattern-type prefixed)"
+                )
+            if refusal is not None:
+                break
+        if refusal is not None:
+            for producer in started:
+                await stop_client(producer, self._settings.request_timeout)
+            if required:
+                raise SettingsError(f"invalid setting transactional: {refusal}")
+            log.warning("Transactions not used (%s): state records follow their files' last chunks", refusal)
+            return False
+        self._plain = self._producers.pop()
+        self._producers = started
         log.info(
             "Transactions enabled: %d transactional producers (ids streamsend-%s-0..%d)",
-            len(self._producers), name, len(self._producers) - 1,
+            len(started), name, len(started) - 1,
         )  # fmt: skip
+        return True
 
     async def begin(self, lane: int) -> None:
         await self._lane(lane).begin_transaction()

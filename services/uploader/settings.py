@@ -51,10 +51,10 @@ class UploaderSettings(CommonSettings):
     state_topic: str = Field(
         "streamsend-state", description="compacted topic remembering what was sent ('' = remember in memory only)"
     )
-    transactional: bool = Field(
-        False,
-        description="write a file's last chunks and its state record in one Kafka transaction"
-        " (needs a broker with transactions and a state_topic)",
+    transactional: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="a file's last chunks and its state record in one Kafka transaction: auto (where the broker"
+        " has transactions and there is a state_topic), on (required), off",
     )
     state_max_files: int = Field(200_000, ge=1000, description="files remembered as sent, at most")
     state_forget_after: float = Field(
@@ -75,10 +75,18 @@ class UploaderSettings(CommonSettings):
     def _state_topic(cls, value: str) -> str:
         return value if value == "" else check_topic_name(value)
 
+    @field_validator("transactional", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        spelled = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return spelled.get(value.lower(), value.lower()) if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _transactions(self) -> UploaderSettings:
-        if self.transactional and not self.state_topic:
-            raise ValueError("transactional needs a state_topic: the transaction writes the file's state record")
+        if self.transactional == "on" and not self.state_topic:
+            raise ValueError("transactional on needs a state_topic: the transaction writes the file's state record")
         return self
 
     @model_validator(mode="after")

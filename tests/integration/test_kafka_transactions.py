@@ -59,7 +59,7 @@ async def test_an_uploader_killed_again_and_again_commits_every_file_once(kafka:
     down = await DaemonProcess(
         "downloader", tmp_path / "down.log", daemon_env(bootstrap, topic, output_dir=target, **settings)
     ).start()
-    up_env = daemon_env(bootstrap, topic, input_dir=source, transactional="true", **settings)
+    up_env = daemon_env(bootstrap, topic, input_dir=source, transactional="on", **settings)
     ups: list[DaemonProcess] = []
     try:
         for kill in range(KILLS):

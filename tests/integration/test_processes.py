@@ -145,7 +145,7 @@ async def test_transactions_on_a_broker_without_them_stop_the_uploader_with_exit
     source = tmp_path / "in"
     source.mkdir()
     topic = await topics.create()
-    env = daemon_env(broker.bootstrap, topic, input_dir=source, transactional="true", state_topic=f"{topic}-state")
+    env = daemon_env(broker.bootstrap, topic, input_dir=source, transactional="on", state_topic=f"{topic}-state")
     process = await DaemonProcess("uploader", tmp_path / "up.log", env).start()
     try:
         assert await process.wait() == 2

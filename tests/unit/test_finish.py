@@ -106,9 +106,9 @@ async def test_move_puts_the_file_under_done_dir_in_its_folders(tmp_path: Path) 
 
 
 async def test_in_transactions_the_state_record_is_not_written_again(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, "--after-upload", "delete", "--transactional")
+    settings = _settings(tmp_path, "--after-upload", "delete")
     state = FakeState()  # its gate stays shut: a save_many would never return
-    finisher = Finisher(settings, SentLedger(), state)
+    finisher = Finisher(settings, SentLedger(), state, state_written=True)
     ready, sent = _sent_file(settings, "e.csv")
     await asyncio.wait_for(finisher.sent_many([(ready, sent)]), 5)
     await asyncio.wait_for(finisher.drain(), 5)

@@ -125,11 +125,17 @@ def test_the_command_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> N
     assert cli_main([]) == 2
 
 
-def test_transactions_need_a_state_topic(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="invalid settings: transactional needs a state_topic"):
-        load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "--state-topic", ""], "t")
-    settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional"], "t")
-    assert settings.transactional and settings.state_topic == "streamsend-state"
+def test_transactions_need_a_state_topic_and_default_to_auto(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="invalid settings: transactional on needs a state_topic"):
+        load_settings(
+            UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "on", "--state-topic", ""], "t"
+        )
+    assert load_settings(UploaderSettings, ["--input-dir", str(tmp_path)], "t").transactional == "auto"
+    for spelled, meant in (("true", "on"), ("FALSE", "off"), ("auto", "auto"), ("yes", "on")):
+        settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", spelled], "t")
+        assert settings.transactional == meant
+    with pytest.raises(SettingsError, match="invalid setting transactional"):
+        load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "sometimes"], "t")
 
 
 @pytest.mark.parametrize(
