@@ -113,8 +113,8 @@ def throughput(bench: Bench, sizes: list[int], repetitions: int) -> list[Through
             for _ in range(repetitions):
                 result.plain.values.append(size / baseline_seconds(bench, records, DEFAULT_CHUNK, tuned=False) / MB)
                 result.tuned.values.append(size / baseline_seconds(bench, records, DEFAULT_CHUNK, tuned=True) / MB)
-                plain = {"transactional": "off"} if bench.has_transactions else {}
-                result.pipeline.values.append(size / transfer(bench, source, size, **plain).seconds / MB)
+                plain: dict[str, object] = {"transactional": "off"} if bench.has_transactions else {}
+                result.pipeline.values.append(size / transfer(bench, source, size, None, **plain).seconds / MB)
                 if bench.has_transactions:
                     seconds = transfer(bench, source, size, transactional="on").seconds
                     result.transactional.values.append(size / seconds / MB)
