@@ -83,7 +83,7 @@ def _transactions(rows: list[Throughput]) -> list[str]:
         "",
         "The throughput table's streamsend column is the uploader without transactions here; each transactional "
         "transfer follows one without, in the same repetition, on the same file. Every other section runs the "
-        "defaults (transactional = auto: on, on this broker).",
+        "defaults (transactional = off).",
         "",
     ]
     return out

@@ -52,7 +52,7 @@ class UploaderSettings(CommonSettings):
         "streamsend-state", description="compacted topic remembering what was sent ('' = remember in memory only)"
     )
     transactional: Literal["auto", "on", "off"] = Field(
-        "auto",
+        "off",
         description="a file's last chunks and its state record in one Kafka transaction: auto (where the broker"
         " has transactions and there is a state_topic), on (required), off",
     )

@@ -125,12 +125,12 @@ def test_the_command_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> N
     assert cli_main([]) == 2
 
 
-def test_transactions_need_a_state_topic_and_default_to_auto(tmp_path: Path) -> None:
+def test_transactions_need_a_state_topic_and_are_off_by_default(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="invalid settings: transactional on needs a state_topic"):
         load_settings(
             UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", "on", "--state-topic", ""], "t"
         )
-    assert load_settings(UploaderSettings, ["--input-dir", str(tmp_path)], "t").transactional == "auto"
+    assert load_settings(UploaderSettings, ["--input-dir", str(tmp_path)], "t").transactional == "off"
     for spelled, meant in (("true", "on"), ("FALSE", "off"), ("auto", "auto"), ("yes", "on")):
         settings = load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--transactional", spelled], "t")
         assert settings.transactional == meant
