@@ -24,8 +24,16 @@ _PERMANENT = (
     kafka_errors.InvalidTopicError,
     kafka_errors.UnsupportedVersionError,
 )
+# An idempotent producer's sequence broken, typically by a partition leader changing while batches were in
+# flight: the records are sent again, and the producer is restarted with a new producer id (ProducerPool).
+SEQUENCE_FAULTS = (
+    kafka_errors.OutOfOrderSequenceNumber,
+    kafka_errors.UnknownProducerId,
+    kafka_errors.InvalidProducerEpoch,
+)
 # Faults aiokafka does not mark retriable but that a broker outage or a cut network produces.
 _TRANSIENT = (
+    *SEQUENCE_FAULTS,
     kafka_errors.KafkaTimeoutError,
     kafka_errors.KafkaConnectionError,
     kafka_errors.RequestTimedOutError,

@@ -37,6 +37,9 @@ class ChunkSink(Protocol):
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
         """Hand a record to a producer; the result completes when the broker acknowledges it."""
 
+    async def recover(self, lane: int, exc: BaseException) -> None:
+        """Mend the lane's producer after a transient fault, if the fault calls for it."""
+
 
 class Courier:
     """Delivers the records of every file through one sink, within one budget of bytes in flight."""
@@ -134,6 +137,7 @@ class FileDelivery:
         if not courier.resend:
             raise TransactionFault(describe(exc)) from exc
         courier.outage.failed(exc)
+        await courier.sink.recover(self._lane, exc)
         await asyncio.sleep(backoff.next_delay())
 
 

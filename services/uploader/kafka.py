@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streamsend.shared.admin import Admin
 from streamsend.shared.connection import client_options, stop_client
 from streamsend.shared.errors import SettingsError
-from streamsend.shared.faults import is_transient
+from streamsend.shared.faults import SEQUENCE_FAULTS, is_transient
 from streamsend.shared.retry import Outage, describe, retry_forever
 from streamsend.uploader.delivery import OutgoingRecord
 from streamsend.uploader.files import SentFile
@@ -33,6 +33,9 @@ from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.state import decode_state, encode_sent, state_key, state_partition
 
 log = logging.getLogger(__name__)
+
+
+RECOVER_EVERY_S = 5.0  # a producer replaced after a broken sequence is not replaced again this soon
 
 
 class ProducerPool:
@@ -44,6 +47,8 @@ class ProducerPool:
         self._plain: Any = None  # for records outside any transaction
         self.idempotent = False
         self.transactional = False  # decided at start: see _start_transactional
+        self._recovering = asyncio.Lock()
+        self._recovered: dict[int, float] = {}  # producer index -> when it was last replaced
 
     def _producer(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         s = self._settings
@@ -132,6 +137,22 @@ class ProducerPool:
 
     def _lane(self, lane: int) -> Any:
         return self._producers[lane % len(self._producers)]
+
+    async def recover(self, lane: int, exc: BaseException) -> None:
+        """A broken sequence (a partition leader changed under in-flight batches) leaves the producer refused
+        for good: it is replaced by a new one, with a new producer id, and the records are sent again."""
+        if not isinstance(exc, SEQUENCE_FAULTS) or self.transactional:
+            return
+        index = lane % len(self._producers)
+        async with self._recovering:
+            now = time.monotonic()
+            if now - self._recovered.get(index, -RECOVER_EVERY_S) < RECOVER_EVERY_S:
+                return  # the other records of that producer failed with it: it was replaced already
+            self._recovered[index] = now
+            old = self._producers[index]
+            log.warning("Producer %d restarted after %s: its records are sent again", index, type(exc).__name__)
+            self._producers[index] = await self._start(self.idempotent)
+        await stop_client(old, self._settings.request_timeout)
 
     async def _start_first(self) -> bool:
         """Start with the idempotent producer, or learn that the broker cannot give one."""

@@ -21,6 +21,10 @@ class FakeSink:
         self._outcomes: Iterator[Exception | None] = iter(outcomes or [])
         self._enqueue_errors = enqueue_errors
         self.enqueued: list[int] = []
+        self.recovered: list[str] = []
+
+    async def recover(self, lane: int, exc: BaseException) -> None:
+        self.recovered.append(type(exc).__name__)
 
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
         if self._enqueue_errors:
@@ -116,3 +120,13 @@ def test_fault_classes() -> None:
     assert not is_transient(kafka_errors.MessageSizeTooLargeError())
     assert not is_transient(kafka_errors.TopicAuthorizationFailedError())
     assert not is_transient(ValueError())
+
+
+async def test_a_broken_sequence_is_retried_after_the_sink_mends_its_producer() -> None:
+    # A partition leader changed under in-flight batches: the idempotent producer's sequence is broken.
+    sink = FakeSink([kafka_errors.OutOfOrderSequenceNumber(), None])
+    courier = _courier(sink, Outage("Kafka"))
+    acked: list[int] = []
+    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+        await _send(courier, delivery, _record(0))
+    assert acked == [0] and sink.enqueued == [0, 0] and sink.recovered == ["OutOfOrderSequenceNumber"]

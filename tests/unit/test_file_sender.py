@@ -28,6 +28,9 @@ class RecordingSink:
         self.records: list[OutgoingRecord] = []
         self.on_enqueue = on_enqueue
 
+    async def recover(self, lane: int, exc: BaseException) -> None:
+        pass
+
     async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
         self.records.append(record)
         if callable(self.on_enqueue):
