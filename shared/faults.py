@@ -31,9 +31,12 @@ SEQUENCE_FAULTS = (
     kafka_errors.UnknownProducerId,
     kafka_errors.InvalidProducerEpoch,
 )
+# The records still in flight on a producer so replaced fail with ProducerClosed: they are sent again too.
+_REPLACED = (kafka_errors.ProducerClosed,)
 # Faults aiokafka does not mark retriable but that a broker outage or a cut network produces.
 _TRANSIENT = (
     *SEQUENCE_FAULTS,
+    *_REPLACED,
     kafka_errors.KafkaTimeoutError,
     kafka_errors.KafkaConnectionError,
     kafka_errors.RequestTimedOutError,

@@ -124,9 +124,11 @@ def test_fault_classes() -> None:
 
 async def test_a_broken_sequence_is_retried_after_the_sink_mends_its_producer() -> None:
     # A partition leader changed under in-flight batches: the idempotent producer's sequence is broken.
-    sink = FakeSink([kafka_errors.OutOfOrderSequenceNumber(), None])
+    sink = FakeSink([kafka_errors.OutOfOrderSequenceNumber(), kafka_errors.ProducerClosed(), None])
     courier = _courier(sink, Outage("Kafka"))
     acked: list[int] = []
     async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
         await _send(courier, delivery, _record(0))
-    assert acked == [0] and sink.enqueued == [0, 0] and sink.recovered == ["OutOfOrderSequenceNumber"]
+    # ...and the records in flight on the producer replaced fail with ProducerClosed: sent again as well
+    assert acked == [0] and sink.enqueued == [0, 0, 0]
+    assert sink.recovered == ["OutOfOrderSequenceNumber", "ProducerClosed"]
