@@ -123,7 +123,8 @@ class KafkaNode:
         return path
 
     def format(self, cluster_id: str, scram: Sequence[str] = ()) -> None:
-        command = [*self._java("kafka.tools.StorageTool"), "format", "-t", cluster_id]
+        # "=": a random id may begin with "-", which the tool would take for an option
+        command = [*self._java("kafka.tools.StorageTool"), "format", f"--cluster-id={cluster_id}"]
         command += ["-c", str(self.data_dir / "server.properties")]
         for credential in scram:
             command += ["--add-scram", credential]

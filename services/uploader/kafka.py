@@ -49,6 +49,7 @@ class ProducerPool:
         self.transactional = False  # decided at start: see _start_transactional
         self._recovering = asyncio.Lock()
         self._recovered: dict[int, float] = {}  # producer index -> when it was last replaced
+        self._retired: list[Any] = []  # producers replaced after a broken sequence, closed with the pool
 
     def _producer(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         s = self._settings
@@ -80,7 +81,8 @@ class ProducerPool:
     async def __aexit__(self, *exc: object) -> None:
         producers, self._producers = self._producers, []
         plain, self._plain = self._plain, None
-        for producer in [*producers, *([plain] if plain is not None and plain not in producers else [])]:
+        retired, self._retired = self._retired, []
+        for producer in [*producers, *([plain] if plain is not None and plain not in producers else []), *retired]:
             await stop_client(producer, self._settings.request_timeout)
 
     async def _start_transactional(self, *, required: bool) -> bool:
@@ -149,10 +151,11 @@ class ProducerPool:
             if now - self._recovered.get(index, -RECOVER_EVERY_S) < RECOVER_EVERY_S:
                 return  # the other records of that producer failed with it: it was replaced already
             self._recovered[index] = now
-            old = self._producers[index]
+            # The old producer is not stopped here: a stop waits for batches it can no longer deliver. Its records
+            # fail on their own and are sent again through the new one; it is closed with the pool.
+            self._retired.append(self._producers[index])
             log.warning("Producer %d restarted after %s: its records are sent again", index, type(exc).__name__)
             self._producers[index] = await self._start(self.idempotent)
-        await stop_client(old, self._settings.request_timeout)
 
     async def _start_first(self) -> bool:
         """Start with the idempotent producer, or learn that the broker cannot give one."""
