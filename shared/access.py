@@ -7,7 +7,7 @@ daemon stops with exit code 2 (through ``SettingsError``) and says which princip
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import aiokafka.errors as kafka_errors
 
@@ -77,6 +77,15 @@ def refusal(exc: BaseException, settings: CommonSettings, topics: Mapping[str, s
         f" ({type(found).__name__}); grant it (kafka-acls --add {allow}{flags} {target})"
         " or connect as a principal that has it"
     )
+
+
+async def naming_refusals(work: Awaitable[None], settings: CommonSettings, topics: Mapping[str, str]) -> None:
+    """Await a daemon's work; an ACL refusal anywhere in what it raises becomes the AccessRefused naming it."""
+    try:
+        await work
+    except Exception as exc:
+        raise_if_refused(exc, settings, topics)
+        raise
 
 
 def raise_if_refused(exc: BaseException, settings: CommonSettings, topics: Mapping[str, str]) -> None:

@@ -19,7 +19,7 @@ from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import lifecycle, logs
-from streamsend.shared.access import raise_if_refused
+from streamsend.shared.access import naming_refusals
 from streamsend.shared.admin import Admin
 from streamsend.shared.errors import SettingsError
 from streamsend.shared.health import kafka_readiness, run_with_health
@@ -54,8 +54,8 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             return f"output_dir {settings.output_dir} not writable"
         return "output filesystem full: downloading paused" if metrics.is_paused else None
 
-    try:
-        await run_with_health(
+    await naming_refusals(
+        run_with_health(
             lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, joined), joined, stop),
             host=settings.metrics_host,
             port=settings.metrics_port,
@@ -63,10 +63,10 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
             readiness=kafka_readiness(joined, outage, output_usable),
             stop=stop,
             status=metrics.view.snapshot,
-        )
-    except Exception as exc:
-        raise_if_refused(exc, settings, {settings.topic: "READ"})
-        raise
+        ),
+        settings,
+        {settings.topic: "READ"},
+    )
 
 
 async def _serve(

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
 from streamsend.shared import lifecycle, logs
-from streamsend.shared.access import raise_if_refused
+from streamsend.shared.access import naming_refusals
 from streamsend.shared.admin import Admin
 from streamsend.shared.errors import ChunkSizeError, SettingsError
 from streamsend.shared.faults import is_transient
@@ -62,8 +62,8 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
             return None
         return f"input_dir {settings.input_dir} not readable"
 
-    try:
-        await run_with_health(
+    await naming_refusals(
+        run_with_health(
             lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, started), started, stop),
             host=settings.metrics_host,
             port=settings.metrics_port,
@@ -71,10 +71,10 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
             readiness=kafka_readiness(started, outage, input_readable),
             stop=stop,
             status=metrics.view.snapshot,
-        )
-    except Exception as exc:
-        raise_if_refused(exc, settings, {settings.topic: "WRITE", settings.state_topic: "READ,WRITE"})
-        raise
+        ),
+        settings,
+        {settings.topic: "WRITE", settings.state_topic: "READ,WRITE"},
+    )
 
 
 async def _serve(
