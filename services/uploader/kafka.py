@@ -82,7 +82,7 @@ class ProducerPool:
         producers, self._producers = self._producers, []
         plain, self._plain = self._plain, None
         retired, self._retired = self._retired, []
-        for producer in [*producers, *([plain] if plain is not None and plain not in producers else []), *retired]:
+        for producer in [*producers, *([plain] if plain is not None else []), *retired]:
             await stop_client(producer, self._settings.request_timeout)
 
     async def _start_transactional(self, *, required: bool) -> bool:
@@ -92,7 +92,7 @@ class ProducerPool:
         refusal = None if self.idempotent else "the broker refuses the idempotent producer"
         started: list[Any] = []
         for lane in range(self._settings.max_concurrent_files if refusal is None else 0):
-            transactional_id = f"streamsend-{name}-{lane}"
+            transactional_id = self._transactional_id(lane)
             try:
                 started.append(await self._start(True, transactional_id))
             except (kafka_errors.UnsupportedVersionError, kafka_errors.UnknownError) as exc:
@@ -135,7 +135,10 @@ class ProducerPool:
             log.warning("Transaction of lane %d not aborted (%s): its producer is restarted", lane, describe(exc))
             await stop_client(producer, self._settings.request_timeout)
             index = lane % len(self._producers)
-            self._producers[index] = await self._start(True, f"streamsend-{self._settings.uploader_name}-{lane}")
+            self._producers[index] = await self._start(True, self._transactional_id(lane))
+
+    def _transactional_id(self, lane: int) -> str:
+        return f"streamsend-{self._settings.uploader_name}-{lane}"
 
     def _lane(self, lane: int) -> Any:
         return self._producers[lane % len(self._producers)]

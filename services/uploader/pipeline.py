@@ -154,8 +154,6 @@ class FileSender:
         for outcome in sent:
             if isinstance(outcome, SentFile):
                 self._view.completed(outcome.upload_id, outcome.path, outcome.size, outcome.sha256)
-        for outcome in sent:
-            if isinstance(outcome, SentFile):
                 log.info("%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5)
         return sent
 
