@@ -206,8 +206,9 @@ class ConsumeLoop:
         for tp, position in self._next.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                self._metrics.consumer_lag.labels(str(tp.partition)).set(max(0, highwater - position))
-                self._metrics.view.lag(tp.partition, max(0, highwater - position))
+                lag = max(0, highwater - position)
+                self._metrics.consumer_lag.labels(str(tp.partition)).set(lag)
+                self._metrics.view.lag(tp.partition, lag)
 
     async def revoked(self, revoked: set[Any]) -> None:
         if not revoked:
