@@ -16,6 +16,7 @@ commands:
   downloader   rebuild files from the topic into a mirrored, verified tree
   demo         run an embedded broker, an uploader and a downloader on a generated sample tree
   status       show what a running uploader or downloader is moving (its metrics port's /status)
+  keygen       write key pairs for sealed files: a downloader's (X25519) and an uploader's (Ed25519)
 
 Run `streamsend <command> --help` for the command's settings."""
 
@@ -44,11 +45,18 @@ def _status(argv: Sequence[str]) -> int:
     return main(argv)
 
 
+def _keygen(argv: Sequence[str]) -> int:
+    from streamsend.keygen import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "uploader": _uploader,
     "downloader": _downloader,
     "demo": _demo,
     "status": _status,
+    "keygen": _keygen,
 }
 
 

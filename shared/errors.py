@@ -7,7 +7,8 @@ is decided what it means.
     ├── RecordError               a record the downloader logs, counts and skips
     │   ├── ProtocolError         it breaks the wire format (``reason``: a metrics label)
     │   │   └── ForeignRecordError    it is not a streamsend record at all
-    │   └── ConflictError         it contradicts earlier chunks of its upload
+    │   ├── ConflictError         it contradicts earlier chunks of its upload
+    │   └── RefusedUpload         its file is not for this downloader, or not from an uploader it trusts
     ├── UnsafePathError           a path or name that must not reach the filesystem
     ├── SourceFileError           the uploader's file cannot be sent this time
     │   ├── FileChangedError      it changed while being read: sent again once static
@@ -47,7 +48,7 @@ class ProtocolError(RecordError):
     """A record that does not follow the wire format; the message says which rule it breaks.
 
     ``reason`` is one of a few fixed words (for metrics labels): malformed, version, unsafe_path, checksum,
-    foreign.
+    foreign, sealed (a sealed chunk that fails authentication).
     """
 
     def __init__(self, message: str, reason: str = "malformed") -> None:
@@ -64,6 +65,17 @@ class ForeignRecordError(ProtocolError):
 
 class ConflictError(RecordError):
     """A chunk whose header contradicts earlier chunks of the same upload id."""
+
+
+class RefusedUpload(RecordError):
+    """A sealed-file policy refuses a whole upload: not sealed for this downloader's keys, or not from an
+    uploader it trusts. ``reason`` is a metrics label; ``first`` is False for the upload's later records,
+    which are skipped without another report."""
+
+    def __init__(self, message: str, reason: str, *, first: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.first = first
 
 
 class UnsafePathError(StreamsendError, ValueError):

@@ -8,6 +8,7 @@ daemon at start with one line per setting at fault (see ``SettingsError``).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import tomllib
 from collections.abc import Sequence
@@ -32,6 +33,20 @@ _config_file: ContextVar[Path | None] = ContextVar("streamsend_config_file", def
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+def split_list(value: Any) -> Any:
+    """A list setting from a JSON list, or from text with commas (as environment variables and charts give
+    it); empty text is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list: {exc}") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def check_topic_name(value: str) -> str:

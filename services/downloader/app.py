@@ -87,12 +87,16 @@ async def _serve(
             # Create the topic as the uploader would, rather than let a subscribe create it with defaults.
             await admin.ensure_topic(settings.topic, settings.topic_partitions)
         completion = Completion(store, Publisher(store, settings.fsync), metrics)
+        opener = settings.opener()
+        if opener.active:
+            log.info("Sealed files: %s", opener.describe())
         receiver = Receiver(
             store,
             metrics,
             completion,
             stale_after_s=settings.stale_after,
             min_free_bytes=settings.min_free_space,
+            opener=opener,
         )
         metrics.connected()
         await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)

@@ -29,6 +29,7 @@ class Completed:
     partition: int
     offset: int
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
+    refusal: tuple[str, str] | None = None  # (reason, why) a sealed file must not be published: its signature
 
     @property
     def where(self) -> str:
@@ -57,11 +58,14 @@ class Completion:
         Returns the files settled by this call (published or quarantined): they no longer hold their
         partitions' commits back.
         """
+        failure = item.refusal
         if item.sha256 != item.expected.sha256:
+            failure = "checksum", f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
+        if failure is not None:
             if item.data is not None:
                 await self._store.write(await self._store.create(item.file.upload_id), 0, item.data, None)
-            why = f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
-            await self._quarantine(item, why, "checksum")
+            reason, why = failure
+            await self._quarantine(item, why, reason)
             return [item]
         parts = item.file.path.split("/")
         target = self._store.target(item.file.uploader, parts)

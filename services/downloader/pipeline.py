@@ -25,9 +25,10 @@ from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.store import Staging, Store
-from streamsend.shared.errors import ConflictError, ProtocolError
+from streamsend.shared.errors import ConflictError, ProtocolError, RefusedUpload
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader, decode
+from streamsend.shared.seal import Opened, Opener
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class _Build:
         self.sha256 = hashlib.sha256()
         self.last_seen = now
         self.reported = now
+        self.refusal: tuple[str, str] | None = None  # why a sealed file must not be published (its final chunk)
 
     def fold(self, data: bytes) -> None:
         self.sha256.update(data)
@@ -135,8 +137,10 @@ class Receiver:
         *,
         stale_after_s: float,
         min_free_bytes: int,
+        opener: Opener | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._opener = opener if opener is not None else Opener([], {})
         self._store = store
         self._metrics = metrics
         self._completion = completion
@@ -160,19 +164,43 @@ class Receiver:
         if mark is None:
             mark = self._marks[record.partition] = PartitionWatermark()
             await self._completion.load(record.topic, record.partition)
-        try:
-            header = decode(record.headers, record.value)
-        except ProtocolError as exc:
-            self._reject(record, exc.reason, str(exc))
-        else:
-            assert record.value is not None  # decode refuses a record without a value
-            halt = await self._chunk(record, header, record.value, mark)
+        opened = self._open(record)
+        if opened is not None:
+            halt = await self._chunk(record, opened.header, opened.data, mark, opened.refusal)
             if halt is not None:
                 return halt
         mark.handled(record.offset)
         return None
 
-    async def _chunk(self, record: Record, header: ChunkHeader, value: bytes, mark: PartitionWatermark) -> Halt | None:
+    def _open(self, record: Record) -> Opened | None:
+        """The record's chunk in plain form (sealed chunks opened), or None when it is skipped."""
+        try:
+            header = decode(record.headers, record.value)
+        except ProtocolError as exc:
+            self._reject(record, exc.reason, str(exc))
+            return None
+        assert record.value is not None  # decode refuses a record without a value
+        try:
+            return self._opener.open(header, record.value)
+        except ProtocolError as exc:
+            self._reject(record, exc.reason, str(exc))
+        except RefusedUpload as exc:
+            self._metrics.records_rejected.labels("refused").inc()
+            if exc.first:
+                shown = f"{header.uploader}/{header.path}"
+                log.warning("%s: upload %s refused, nothing written: %s", shown, header.upload_id, exc)
+                self._metrics.files_failed.labels(exc.reason).inc()
+                self._metrics.view.failed(header.upload_id, shown, f"refused: {exc}")
+        return None
+
+    async def _chunk(
+        self,
+        record: Record,
+        header: ChunkHeader,
+        value: bytes,
+        mark: PartitionWatermark,
+        refusal: tuple[str, str] | None = None,
+    ) -> Halt | None:
         if header.upload_id in self._finished:
             self._metrics.chunks_duplicate.inc()
             return None
@@ -194,7 +222,7 @@ class Receiver:
             if (need := self._need_space(len(value), header)) is not None:
                 return need
             if header.count == 1:
-                await self._whole(header, record, value, mark)
+                await self._whole(header, record, value, mark, refusal)
                 return None
             build = await self._start(header, record, mark)
         elif build.partition != record.partition:
@@ -213,11 +241,20 @@ class Receiver:
             if (need := self._need_space(len(value), header)) is not None:
                 return need
         await self._write(build, header, value)
+        if header.is_final:
+            build.refusal = refusal
         if build.assembly.complete:
             await self._finish(build, record)
         return None
 
-    async def _whole(self, header: ChunkHeader, record: Record, value: bytes, mark: PartitionWatermark) -> None:
+    async def _whole(
+        self,
+        header: ChunkHeader,
+        record: Record,
+        value: bytes,
+        mark: PartitionWatermark,
+        refusal: tuple[str, str] | None,
+    ) -> None:
         """A file of one chunk: verified in memory, and written only with its publication."""
         await self._supersede(record.partition, header)
         digest = header.digest
@@ -242,6 +279,7 @@ class Receiver:
                 partition=record.partition,
                 offset=record.offset,
                 data=value,
+                refusal=refusal,
             )
         )
         self._settle(settled)
@@ -318,6 +356,7 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
+                refusal=build.refusal,
             )
         )
         self._settle(settled)

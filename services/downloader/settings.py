@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ByteSize, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
-from streamsend.shared.settings import CommonSettings
+from streamsend.shared.errors import UnsafePathError
+from streamsend.shared.keys import load_identity, load_verify_key
+from streamsend.shared.paths import validate_uploader_name
+from streamsend.shared.seal import Opener
+from streamsend.shared.settings import CommonSettings, split_list
 
 FsyncPolicy = Literal["batch", "file", "off"]  # here, not in the I/O module: settings load no libc
 
@@ -37,6 +43,51 @@ class DownloaderSettings(CommonSettings):
     fsync: FsyncPolicy = Field(
         "batch", description="durability before offsets are committed: batch (grouped syncs), file, or off"
     )
+
+    decrypt_key: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="private keys (X25519 PEM, FILE[,FILE...]) that open files sealed for this downloader;"
+        " several during a key rotation",
+    )
+    trusted_uploaders: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="NAME=FILE[,NAME=FILE...]: uploader names and their public keys (Ed25519 PEM); when set,"
+        " only files sealed and signed by the named uploader's key are accepted",
+    )
+
+    @field_validator("decrypt_key", "trusted_uploaders", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("decrypt_key")
+    @classmethod
+    def _identities(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            load_identity(path)
+        return value
+
+    @field_validator("trusted_uploaders")
+    @classmethod
+    def _trusted(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, sign, path = entry.partition("=")
+            if not sign or not path.strip():
+                raise ValueError(f"{entry!r} is not NAME=FILE")
+            try:
+                validate_uploader_name(name.strip())
+            except UnsafePathError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+            load_verify_key(Path(path.strip()))
+        return value
+
+    def opener(self) -> Opener:
+        """What opens sealed files and enforces whom this downloader trusts."""
+        trusted: dict[str, list[Ed25519PublicKey]] = {}
+        for entry in self.trusted_uploaders:
+            name, _, path = entry.partition("=")
+            trusted.setdefault(name.strip(), []).append(load_verify_key(Path(path.strip())))
+        return Opener([load_identity(path) for path in self.decrypt_key], trusted)
 
     @field_validator("output_dir")
     @classmethod

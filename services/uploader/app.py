@@ -82,9 +82,17 @@ async def _serve(
 ) -> None:
     ledger = SentLedger(settings.state_max_files, settings.state_forget_after)
     state = StateTopic(settings, outage) if settings.state_topic else None
+    sealer = settings.sealer()
+    if sealer is not None:
+        log.info(
+            "Files are sealed for %s%s%s", ", ".join(sealer.recipient_ids),
+            ", signed" if settings.signing_key is not None else ", unsigned",
+            ", names sealed" if settings.encrypt_names else "",
+        )  # fmt: skip
     async with Admin(settings, "uploader", outage) as admin:
         topic = await admin.topic_info(settings.topic)
-        choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes)
+        overhead = sealer.overhead_bytes if sealer is not None else 0
+        choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes, overhead)
         log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
         metrics.chunk_size.set(choice.chunk_size)
         # The producers start first: a transactional one aborts what its predecessor left open, which a
@@ -129,6 +137,7 @@ async def _serve(
                 on_chunk=metrics.chunk_acked,
                 transactions=transactions,
                 view=metrics.view,
+                sealer=sealer,
             )
             workers = Workers(intake, sender, finisher, metrics)
             metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.pending
@@ -164,9 +173,11 @@ async def _run_tasks(
             group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
 
 
-def _chunk_size(settings: UploaderSettings, topic_max: int | None, broker_max: int | None) -> ChunkSizeChoice:
+def _chunk_size(
+    settings: UploaderSettings, topic_max: int | None, broker_max: int | None, overhead: int
+) -> ChunkSizeChoice:
     try:
-        choice = choose_chunk_size(settings.chunk_size, topic_max, broker_max)
+        choice = choose_chunk_size(settings.chunk_size, topic_max, broker_max, overhead)
     except ChunkSizeError as exc:
         raise SettingsError(f"invalid setting chunk_size: {exc}") from None
     if not choice.limits_known:

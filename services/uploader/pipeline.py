@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 
 from streamsend.shared.errors import Interrupted
-from streamsend.shared.protocol import ChunkHeader, chunk_count, encode, record_key
+from streamsend.shared.protocol import chunk_count, encode, record_key
+from streamsend.shared.seal import Sealer
 from streamsend.shared.view import TransferView
 from streamsend.uploader.delivery import Courier, OutgoingRecord
 from streamsend.uploader.files import ReadyFile, SentFile
-from streamsend.uploader.planner import partition_for, spans
+from streamsend.uploader.framing import Framing, framing_for
+from streamsend.uploader.planner import Span, partition_for, spans
 from streamsend.uploader.reader import ChunkReader, read_many
 from streamsend.uploader.transactions import COMMIT_EVERY_BYTES, FileTransactions
 
@@ -79,8 +81,10 @@ class FileSender:
         on_chunk: Callable[[int], None] = lambda size: None,
         transactions: FileTransactions | None = None,
         view: TransferView | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._transactions = transactions
+        self._sealer = sealer  # None: files travel as they are
         self._view = view if view is not None else TransferView("uploader")
         self._uploader = uploader
         self._chunk_size = chunk_size
@@ -109,28 +113,27 @@ class FileSender:
         if transactions is not None:
             await transactions.begin(lane)
         budget = self._courier.budget
-        total = sum(ready.state.size for ready in group)
-        await budget.acquire(total)
+        framings = [self._framing(ready, new_upload_id()) for ready in group]
+        sizes = [ready.state.size + framing.extra_bytes(True) for ready, framing in zip(group, framings, strict=True)]
+        await budget.acquire(sum(sizes))
         try:
-            wholes = await asyncio.to_thread(read_many, [(ready.path, ready.state) for ready in group])
+            wholes = await asyncio.to_thread(
+                read_many, [(ready.path, ready.state, framing) for ready, framing in zip(group, framings, strict=True)]
+            )
         except BaseException:
-            budget.release(total)
+            budget.release(sum(sizes))
             raise
         outcomes: list[SentFile | Exception] = []
         records: list[OutgoingRecord] = []
-        for ready, whole in zip(group, wholes, strict=True):
+        for ready, framing, size, whole in zip(group, framings, sizes, wholes, strict=True):
             if isinstance(whole, Exception):
-                budget.release(ready.state.size)
+                budget.release(size)
                 outcomes.append(whole)
                 continue
-            upload_id = new_upload_id()
             name = ready.wire_path
             log.info("%s: %d bytes, creating 1 %d-byte chunks", name, ready.state.size, self._chunk_size)
-            header = ChunkHeader(
-                uploader=self._uploader, path=name, upload_id=upload_id, index=0, count=1,
-                chunk_size=self._chunk_size, offset=0, file_size=ready.state.size, mtime_ns=ready.state.mtime_ns,
-                crc32c=whole.crc32c, digest=whole.digest,
-            )  # fmt: skip
+            header = framing.header(Span(0, 0, ready.state.size), whole.crc32c, whole.digest)
+            upload_id = header.upload_id
             partition = partition_for(self._uploader, name, self._partitions())
             records.append(OutgoingRecord(record_key(upload_id), whole.data, encode(header), partition, 0))
             outcomes.append(SentFile(name, ready.state.size, ready.state.mtime_ns, whole.digest.sha256,
@@ -175,6 +178,10 @@ class FileSender:
         self._view.completed(upload_id, sent.path, sent.size, sent.sha256)
         return sent
 
+    def _framing(self, ready: ReadyFile, upload_id: str) -> Framing:
+        return framing_for(self._sealer, self._uploader, ready.wire_path, upload_id, ready.state.size,
+                           self._chunk_size, ready.state.mtime_ns)  # fmt: skip
+
     async def _transfer(self, ready: ReadyFile, lane: int, upload_id: str) -> SentFile:
         transactions = self._transactions
         if transactions is not None:
@@ -193,8 +200,9 @@ class FileSender:
             self._on_chunk(len(record.value))
 
         budget = self._courier.budget
+        framing = self._framing(ready, upload_id)
         async with (
-            ChunkReader(ready.path, ready.state, budget) as reader,
+            ChunkReader(ready.path, ready.state, budget, framing) as reader,
             self._courier.file(lane, acked) as delivery,
             contextlib.aclosing(reader.chunks(spans(size, chunk_size))) as chunks,
         ):
@@ -203,19 +211,7 @@ class FileSender:
                     if self._stop.is_set():
                         raise Interrupted(f"interrupted by shutdown after {span.index} of {count} chunks")
                     final = span.index == count - 1
-                    header = ChunkHeader(
-                        uploader=self._uploader,
-                        path=name,
-                        upload_id=upload_id,
-                        index=span.index,
-                        count=count,
-                        chunk_size=chunk_size,
-                        offset=span.offset,
-                        file_size=size,
-                        mtime_ns=ready.state.mtime_ns,
-                        crc32c=crc,
-                        digest=reader.digest() if final else None,
-                    )
+                    header = framing.header(span, crc, reader.digest() if final else None)
                     record = OutgoingRecord(record_key(upload_id), data, encode(header), partition, span.index)
                 except BaseException:
                     budget.release(len(data))

@@ -32,9 +32,11 @@ class ChunkSizeChoice:
         return f"chunk size {self.chunk_size} ({share}% of {self.limit_name} {self.limit})"
 
 
-def choose_chunk_size(configured: int, topic_max: int | None, broker_max: int | None) -> ChunkSizeChoice:
+def choose_chunk_size(
+    configured: int, topic_max: int | None, broker_max: int | None, overhead: int = 0
+) -> ChunkSizeChoice:
     """The configured chunk size checked against the limits, or, when it is 0, the largest that fits them, up
-    to ``AUTO_MAX_CHUNK``.
+    to ``AUTO_MAX_CHUNK``. ``overhead`` is what sealing may add to a record, on top of the usual headroom.
 
     The limit in force is the topic's ``max.message.bytes``: it overrides the broker's ``message.max.bytes``,
     larger or smaller, and the broker reports the value it inherits where the topic sets none. The broker's
@@ -43,14 +45,15 @@ def choose_chunk_size(configured: int, topic_max: int | None, broker_max: int | 
     known = [(value, name) for value, name in ((topic_max, "max.message.bytes"), (broker_max, "message.max.bytes"))
              if value is not None]  # fmt: skip
     limit, name = known[0] if known else (KAFKA_DEFAULT_MAX_MESSAGE_BYTES, "Kafka's default max.message.bytes")
-    largest = min(MAX_CHUNK_SIZE, limit - HEADROOM_BYTES)
+    headroom = HEADROOM_BYTES + overhead
+    largest = min(MAX_CHUNK_SIZE, limit - headroom)
     if largest < ALIGN_BYTES:
-        raise ChunkSizeError(f"{name} {limit} leaves no room for a chunk after {HEADROOM_BYTES} bytes of headers")
+        raise ChunkSizeError(f"{name} {limit} leaves no room for a chunk after {headroom} bytes of headers")
     if configured == 0:
         chunk_size = min(largest, AUTO_MAX_CHUNK) // ALIGN_BYTES * ALIGN_BYTES
     elif configured > largest:
         raise ChunkSizeError(
-            f"chunk_size {configured} exceeds {largest}: {name} {limit} minus {HEADROOM_BYTES} bytes for headers"
+            f"chunk_size {configured} exceeds {largest}: {name} {limit} minus {headroom} bytes for headers"
         )
     else:
         chunk_size = configured

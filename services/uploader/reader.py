@@ -6,9 +6,11 @@ read: a file that changed is abandoned for this attempt.
 
 ``chunks()`` reads one chunk ahead: while a chunk is handed to Kafka, the next is read and hashed in a
 worker thread. Each chunk's bytes are reserved in the byte budget before it is read, so read-ahead counts
-towards ``max_in_flight_bytes`` like everything else. Opening (with its check), and each chunk's read with
-its hashing (and, for the last, the final check), are one thread hop each: for the many-small-files case,
-hops are most of the cost. aiofiles is not used here for that reason: its read and close would add hops.
+towards ``max_in_flight_bytes`` like everything else. A chunk becomes its record value (sealed, for
+encrypted uploads) in the same worker thread, through the upload's ``Framing``. Opening (with its check),
+and each chunk's read with its hashing (and, for the last, the final check), are one thread hop each: for
+the many-small-files case, hops are most of the cost. aiofiles is not used here for that reason: its read
+and close would add hops.
 """
 
 from __future__ import annotations
@@ -27,16 +29,28 @@ from streamsend.shared.errors import FileChangedError
 from streamsend.shared.protocol import FileDigest, crc32c
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.files import FileState, state_of
+from streamsend.uploader.framing import Framing
 from streamsend.uploader.planner import Span
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+class _AsItIs:
+    """The bytes as they are read (for callers that frame nothing)."""
+
+    def extra_bytes(self, final: bool) -> int:
+        return 0
+
+    def value(self, span: Span, data: bytes, digest: FileDigest | None) -> bytes:
+        return data
+
+
 class ChunkReader:
-    def __init__(self, path: Path, expected: FileState, budget: ByteBudget) -> None:
+    def __init__(self, path: Path, expected: FileState, budget: ByteBudget, framing: Framing | None = None) -> None:
         self._path = path
         self._expected = expected
         self._budget = budget
+        self._framing: Framing | _AsItIs = framing if framing is not None else _AsItIs()
         self._fd: int | None = None
         self._sha256 = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False)
@@ -56,8 +70,8 @@ class ChunkReader:
         return _open_checked(self._path, self._expected)
 
     async def chunks(self, spans: Iterable[Span]) -> AsyncGenerator[tuple[Span, bytes, int]]:
-        """Every chunk in order with its CRC32C, its bytes reserved in the budget (the caller hands the
-        reservation on, or releases it); the next chunk is read while this one is sent."""
+        """Every chunk's record value in order with its CRC32C, its bytes reserved in the budget (the caller
+        hands the reservation on, or releases it); the next chunk is read while this one is sent."""
         planned = list(spans)
         ahead: asyncio.Task[tuple[bytes, int]] | None = None
         try:
@@ -79,11 +93,12 @@ class ChunkReader:
                     pass
 
     async def _reserve_and_read(self, span: Span, last: bool) -> tuple[bytes, int]:
-        await self._budget.acquire(span.length)
+        size = span.length + self._framing.extra_bytes(last)  # what the value will be: what the courier frees
+        await self._budget.acquire(size)
         try:
             return await asyncio.to_thread(self._read, span, last)
         except BaseException:
-            self._budget.release(span.length)
+            self._budget.release(size)
             raise
 
     def _read(self, span: Span, last: bool) -> tuple[bytes, int]:
@@ -99,7 +114,8 @@ class ChunkReader:
             _check(os.fstat(fd), self._expected)
         self._sha256.update(data)
         self._md5.update(data)
-        return data, crc32c(data)
+        value = self._framing.value(span, data, self.digest() if last else None)
+        return value, crc32c(value)
 
     def digest(self) -> FileDigest:
         return FileDigest(sha256=self._sha256.hexdigest(), md5=self._md5.hexdigest())
@@ -136,14 +152,14 @@ def _check(st: os.stat_result, expected: FileState) -> None:
 
 @dataclass(frozen=True, slots=True)
 class WholeFile:
-    """A file of one chunk, read and hashed at once."""
+    """A file of one chunk, read and hashed at once: its record value, the value's CRC32C, the file's digests."""
 
     data: bytes
     crc32c: int
     digest: FileDigest
 
 
-def read_whole(path: Path, expected: FileState) -> WholeFile:
+def read_whole(path: Path, expected: FileState, framing: Framing | None = None) -> WholeFile:
     """Read a one-chunk file (in a worker thread), with the same checks as ``ChunkReader``."""
     fd = _open_checked(path, expected)
     try:
@@ -153,19 +169,18 @@ def read_whole(path: Path, expected: FileState) -> WholeFile:
         _check(os.fstat(fd), expected)
     finally:
         os.close(fd)
-    return WholeFile(
-        data=data,
-        crc32c=crc32c(data),
-        digest=FileDigest(hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()),
-    )
+    digest = FileDigest(hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest())
+    if framing is not None:
+        data = framing.value(Span(0, 0, len(data)), data, digest)
+    return WholeFile(data=data, crc32c=crc32c(data), digest=digest)
 
 
-def read_many(files: list[tuple[Path, FileState]]) -> list[WholeFile | Exception]:
+def read_many(files: list[tuple[Path, FileState, Framing | None]]) -> list[WholeFile | Exception]:
     """Several one-chunk files in one worker-thread hop: for many small files, hops are most of the cost."""
     results: list[WholeFile | Exception] = []
-    for path, expected in files:
+    for path, expected, framing in files:
         try:
-            results.append(read_whole(path, expected))
+            results.append(read_whole(path, expected, framing))
         except (FileChangedError, OSError) as exc:
             results.append(exc)
     return results

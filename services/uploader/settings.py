@@ -7,14 +7,17 @@ import re
 import socket
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from streamsend.shared.errors import UnsafePathError
+from streamsend.shared.keys import load_recipient, load_signing_key
 from streamsend.shared.paths import sanitize_uploader_name, validate_uploader_name
 from streamsend.shared.protocol import MAX_CHUNK_SIZE
-from streamsend.shared.settings import CommonSettings, check_topic_name
+from streamsend.shared.seal import Sealer
+from streamsend.shared.settings import CommonSettings, check_topic_name, split_list
 
 
 def _host_name() -> str:
@@ -60,6 +63,51 @@ class UploaderSettings(CommonSettings):
     state_forget_after: float = Field(
         86400.0, gt=0, description="seconds a sent file may be absent from the tree before it is forgotten"
     )
+
+    encrypt_to: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="public keys (X25519 PEM, FILE[,FILE...]) of the downloaders files are sealed for; empty = off",
+    )
+    signing_key: Path | None = Field(None, description="private key (Ed25519 PEM) this uploader signs its files with")
+    encrypt_names: bool = Field(
+        False, description="sealed files show a stand-in path on the topic; the real one travels encrypted"
+    )
+
+    @field_validator("encrypt_to", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            load_recipient(path)
+        if len(set(value)) != len(value):
+            raise ValueError("a key is named twice")
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_signing_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sealing(self) -> UploaderSettings:
+        if not self.encrypt_to and self.signing_key is not None:
+            raise ValueError("signing_key needs encrypt_to: the signature travels inside the sealed final chunk")
+        if not self.encrypt_to and self.encrypt_names:
+            raise ValueError("encrypt_names needs encrypt_to: names are sealed with the files")
+        return self
+
+    def sealer(self) -> Sealer | None:
+        """What seals this uploader's files, or None when they travel as they are."""
+        if not self.encrypt_to:
+            return None
+        signer = load_signing_key(self.signing_key) if self.signing_key is not None else None
+        return Sealer([load_recipient(path) for path in self.encrypt_to], signer, self.encrypt_names)
 
     @field_validator("input_dir")
     @classmethod

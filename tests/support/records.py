@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass
 
 from streamsend.shared.protocol import ChunkHeader, FileDigest, Headers, chunk_count, crc32c, encode
+from streamsend.shared.seal import Sealer
 
 
 @dataclass(frozen=True)
@@ -50,4 +52,28 @@ def chunks_of(
             digest=(digest or true_digest) if index == count - 1 else None,
         )
         chunks.append(Chunk(header, value))
+    return chunks
+
+
+def sealed_chunks_of(
+    data: bytes,
+    chunk_size: int,
+    sealer: Sealer,
+    *,
+    path: str = "file.bin",
+    uploader: str = "edge-1",
+    upload_id: str | None = None,
+    mtime_ns: int = 1_700_000_000_000_000_000,
+) -> list[Chunk]:
+    """The sealed chunk records an uploader with ``sealer`` would send for ``data``."""
+    upload_id = upload_id or uuid.uuid4().hex
+    seal = sealer.file(uploader, path, upload_id)
+    digest = FileDigest(hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
+    chunks = []
+    for plain in chunks_of(data, chunk_size, path=seal.wire_path, uploader=uploader, upload_id=upload_id,
+                           mtime_ns=mtime_ns):  # fmt: skip
+        template = dataclasses.replace(plain.header, digest=None)
+        header = dataclasses.replace(template, seal=seal.for_file(template))
+        value = seal.seal(header, plain.value, digest if header.is_final else None)
+        chunks.append(Chunk(dataclasses.replace(header, crc32c=crc32c(value)), value))
     return chunks

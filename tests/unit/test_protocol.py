@@ -65,7 +65,7 @@ FIRST = chunks_of(DATA, 4096)[0]
 @pytest.mark.parametrize(
     ("headers", "value", "reason", "message"),
     [
-        (_break(protocol.VERSION, b"2"), FINAL.value, "version", "unsupported protocol version"),
+        (_break(protocol.VERSION, b"3"), FINAL.value, "version", "unsupported protocol version"),
         (_break(protocol.VERSION, b"one"), FINAL.value, "version", "unsupported protocol version"),
         ([h for h in FINAL.headers if h[0] != protocol.VERSION], FINAL.value, "malformed", "version missing"),
         ([h for h in FINAL.headers if h[0] != protocol.PATH], FINAL.value, "malformed", "path missing"),

@@ -9,15 +9,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from streamsend.downloader.completion import Completion
 from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.store import Store
+from streamsend.shared.keys import Identity, Recipient
 from streamsend.shared.metrics import DownloaderMetrics
-from streamsend.shared.protocol import FileDigest
-from tests.support.records import Chunk, chunks_of
+from streamsend.shared.protocol import FileDigest, crc32c
+from streamsend.shared.seal import Opener, Sealer
+from tests.support.records import Chunk, chunks_of, sealed_chunks_of
 
 DATA = os.urandom(10_000)
 
@@ -31,7 +35,7 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, root: Path, **options: float) -> None:
+    def __init__(self, root: Path, opener: Opener | None = None, **options: float) -> None:
         self.root = root
         self.registry = CollectorRegistry()
         self.metrics = DownloaderMetrics(self.registry)
@@ -44,6 +48,7 @@ class Harness:
             Completion(self.store, publisher, self.metrics),
             stale_after_s=options.get("stale_after_s", 60.0),
             min_free_bytes=int(options.get("min_free_bytes", 0)),
+            opener=opener,
             clock=self.clock,
         )
         self.offset = 0
@@ -269,3 +274,58 @@ async def test_a_one_chunk_upload_supersedes_an_unfinished_older_one(harness: Ha
     assert harness.published().read_bytes() == b"now tiny"
     assert harness.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
     assert harness.receiver.committable(0) == 2
+
+
+SIGNER = Ed25519PrivateKey.generate()
+ME = Identity(X25519PrivateKey.generate())
+
+
+async def _sealed_harness(root: Path) -> Harness:
+    h = Harness(root, Opener([ME], {"edge-1": [SIGNER.public_key()]}))
+    await h.store.open()
+    return h
+
+
+def _sealer(signer: Ed25519PrivateKey = SIGNER) -> Sealer:
+    return Sealer([Recipient(ME.key.public_key())], signer, encrypt_names=True)
+
+
+async def test_a_sealed_file_is_opened_and_published_at_its_real_path(tmp_path: Path) -> None:
+    harness = await _sealed_harness(tmp_path)
+    await harness.feed(sealed_chunks_of(DATA, 4096, _sealer(), path="a/real name.bin"))
+    assert harness.published("a/real name.bin").read_bytes() == DATA
+    assert not (tmp_path / "edge-1" / "sealed").exists()  # the stand-in name is never used
+
+
+async def test_a_tampered_sealed_chunk_is_skipped_and_nothing_is_published_until_the_genuine_one_comes(
+    tmp_path: Path,
+) -> None:
+    harness = await _sealed_harness(tmp_path)
+    chunks = sealed_chunks_of(DATA, 4096, _sealer())
+    flipped = bytearray(chunks[1].value)
+    flipped[7] ^= 0x80
+    forged = Chunk(dataclasses.replace(chunks[1].header, crc32c=crc32c(bytes(flipped))), bytes(flipped))
+    await harness.feed([chunks[0], forged, chunks[2]])
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="sealed") == 1
+    assert not harness.published().exists()
+    await harness.feed([chunks[1]])  # the chunk as it was sent: the file completes
+    assert harness.published().read_bytes() == DATA
+
+
+async def test_a_file_signed_by_another_key_is_quarantined_not_published(tmp_path: Path) -> None:
+    harness = await _sealed_harness(tmp_path)
+    await harness.feed(sealed_chunks_of(DATA, 4096, _sealer(Ed25519PrivateKey.generate())))
+    await harness.feed(sealed_chunks_of(b"small", 4096, _sealer(Ed25519PrivateKey.generate()), path="small.txt"))
+    assert not harness.published().exists() and not harness.published("small.txt").exists()
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="signature") == 2
+    assert harness.metric("streamsend_downloader_files_quarantined_total") == 2
+    assert harness.receiver.committable(0) == harness.offset  # settled: they hold no commit back
+
+
+async def test_a_refused_upload_is_reported_once_and_holds_no_commit_back(tmp_path: Path) -> None:
+    harness = await _sealed_harness(tmp_path)
+    await harness.feed(sealed_chunks_of(DATA, 4096, _sealer(), uploader="edge-9"))
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="untrusted") == 1
+    assert harness.metric("streamsend_downloader_records_rejected_total", reason="refused") == 3
+    assert harness.receiver.committable(0) == harness.offset
+    assert not (tmp_path / "edge-9").exists()

@@ -1,0 +1,314 @@
+"""Sealed files: encrypted for chosen downloaders, signed by their uploader (wire format version 2).
+
+Per upload, a random 256-bit data key encrypts every chunk with AES-256-GCM. The nonce is the upload id's
+first four bytes and the chunk index; the associated data is every header that places the chunk (uploader,
+path, upload id, index, count, chunk size, offset, file size, mtime), so a chunk cannot be moved to another
+place, file or upload. The data key is wrapped for each recipient: X25519 between the sender's key and the
+recipient's, HKDF-SHA256 bound to both public keys and the upload id, AES-256-GCM. The final chunk seals,
+after the file's last bytes, its sha256 and md5 and, when the uploader signs, an Ed25519 signature over
+uploader, path, upload id, size, mtime and digests. With ``encrypt_names`` the path header is a stand-in and
+the real path travels sealed in ``streamsend.seal-path``.
+
+Everything here is pure computation on bytes (the ``cryptography`` package's primitives; nothing is
+hand-written): the uploader's reader calls ``FileSeal.seal`` in its worker thread, the downloader's receiver
+calls ``Opener.open`` for every record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from streamsend.shared.errors import ProtocolError, RefusedUpload, UnsafePathError
+from streamsend.shared.keys import Identity, Recipient, raw_public
+from streamsend.shared.paths import MAX_PATH_BYTES, validate_wire_path
+from streamsend.shared.protocol import (
+    SEAL_TAG_BYTES,
+    SEAL_TRAILER_BYTES,
+    SIGNATURE_BYTES,
+    ChunkHeader,
+    FileDigest,
+    SealHeader,
+)
+
+SUITE: Final = b"streamsend-seal-1"
+NAME_INDEX: Final = 2**64 - 1  # the nonce of the sealed path: no chunk has this index
+STAND_IN_FOLDER: Final = "sealed"
+REMEMBER_KEYS = 4096  # data keys of uploads being received
+REMEMBER_REFUSED = 10_000  # uploads refused, whose later chunks are skipped without another report
+# Bytes a sealed record may take beyond an unsealed one: tag, trailer, signature, and the seal headers
+# (ephemeral key, one wrapped key a recipient, the sealed path), with their names.
+_HEADER_BYTES_PER_RECIPIENT = 16 + 1 + 64 + 1
+_SEAL_HEADERS_BYTES = 128 + 43 + (MAX_PATH_BYTES + SEAL_TAG_BYTES) * 4 // 3 + 64
+
+
+def chunk_aad(h: ChunkHeader) -> bytes:
+    """What a chunk's tag binds it to: every header that says where its bytes belong."""
+    fields = (h.uploader, h.path, h.upload_id, h.index, h.count, h.chunk_size, h.offset, h.file_size, h.mtime_ns)
+    return b"\0".join([SUITE, b"chunk", *(str(field).encode() for field in fields)])
+
+
+def _path_aad(h: ChunkHeader) -> bytes:
+    fields = (h.uploader, h.path, h.upload_id, h.count, h.chunk_size, h.file_size, h.mtime_ns)
+    return b"\0".join([SUITE, b"path", *(str(field).encode() for field in fields)])
+
+
+def nonce(upload_id: str, index: int) -> bytes:
+    return bytes.fromhex(upload_id)[:4] + index.to_bytes(8, "big")
+
+
+def signed_message(h: ChunkHeader, path: str, digest: FileDigest) -> bytes:
+    """What the uploader signs: who sent which file, as what upload, with which content."""
+    fields = (h.uploader, path, h.upload_id, h.file_size, h.mtime_ns, digest.sha256, digest.md5)
+    return b"\0".join([SUITE, b"signature", *(str(field).encode() for field in fields)])
+
+
+def _wrapping_key(shared: bytes, ephemeral: bytes, recipient: bytes, upload_id: str) -> AESGCM:
+    # One key per upload and recipient, so the zero nonce below is never used twice with one key.
+    derived = HKDF(hashes.SHA256(), 32, salt=ephemeral + recipient, info=SUITE + b" wrap " + upload_id.encode())
+    return AESGCM(derived.derive(shared))
+
+
+_WRAP_NONCE: Final = bytes(12)
+
+
+class Sealer:
+    """The uploader's side: one per daemon, a ``FileSeal`` per upload.
+
+    The sender's X25519 key is made once per daemon and its shared secret with each recipient computed once:
+    every upload's wrapping key is then derived from it with the upload id. Per file, that leaves an HKDF and
+    a 32-byte encryption per recipient, which matters for many small files.
+    """
+
+    def __init__(self, recipients: Sequence[Recipient], signer: Ed25519PrivateKey | None, encrypt_names: bool) -> None:
+        if not recipients:
+            raise ValueError("a sealer needs at least one recipient")
+        sender = X25519PrivateKey.generate()
+        self._ephemeral = raw_public(sender.public_key())
+        self._recipients = [(r.id, raw_public(r.key), sender.exchange(r.key)) for r in recipients]
+        self._signer = signer
+        self.encrypt_names = encrypt_names
+
+    @property
+    def recipient_ids(self) -> list[str]:
+        return [kid for kid, _, _ in self._recipients]
+
+    @property
+    def overhead_bytes(self) -> int:
+        """The most a sealed record may add to an unsealed one: the chunk size leaves room for it."""
+        return (
+            SEAL_TAG_BYTES
+            + SEAL_TRAILER_BYTES
+            + SIGNATURE_BYTES
+            + _SEAL_HEADERS_BYTES
+            + len(self._recipients) * _HEADER_BYTES_PER_RECIPIENT
+        )
+
+    def file(self, uploader: str, path: str, upload_id: str) -> FileSeal:
+        data_key = AESGCM.generate_key(256)
+        wrapped = tuple(
+            (kid, _wrapping_key(shared, self._ephemeral, public, upload_id).encrypt(
+                _WRAP_NONCE, data_key, upload_id.encode()))
+            for kid, public, shared in self._recipients
+        )  # fmt: skip
+        return FileSeal(AESGCM(data_key), uploader, path, upload_id, self._ephemeral, wrapped, self._signer,
+                        self.encrypt_names)  # fmt: skip
+
+
+class FileSeal:
+    """One upload's data key and seal headers; ``seal`` turns a chunk's bytes into its record value."""
+
+    def __init__(
+        self,
+        cipher: AESGCM,
+        uploader: str,
+        path: str,
+        upload_id: str,
+        ephemeral: bytes,
+        wrapped: tuple[tuple[str, bytes], ...],
+        signer: Ed25519PrivateKey | None,
+        encrypt_names: bool,
+    ) -> None:
+        self._cipher = cipher
+        self._signer = signer
+        self.path = path
+        self.wire_path = f"{STAND_IN_FOLDER}/{upload_id}" if encrypt_names else path
+        self._upload_id = upload_id
+        self.header = SealHeader(ephemeral, wrapped)
+        self._names_sealed = encrypt_names
+
+    def for_file(self, template: ChunkHeader) -> SealHeader:
+        """The seal headers for this upload's chunks, ``template`` being any of them (the path sealed needs
+        the file's geometry as associated data)."""
+        if not self._names_sealed:
+            return self.header
+        sealed = self._cipher.encrypt(nonce(self._upload_id, NAME_INDEX), self.path.encode(), _path_aad(template))
+        self.header = dataclasses.replace(self.header, sealed_path=sealed)
+        self._names_sealed = False
+        return self.header
+
+    def extra_bytes(self, final: bool) -> int:
+        """How much longer than the chunk's bytes its sealed value is."""
+        if not final:
+            return SEAL_TAG_BYTES
+        return SEAL_TAG_BYTES + SEAL_TRAILER_BYTES + (SIGNATURE_BYTES if self._signer is not None else 0)
+
+    def seal(self, header: ChunkHeader, data: bytes, digest: FileDigest | None) -> bytes:
+        """The record value of one chunk; ``digest`` (of the whole file) is given with the final chunk."""
+        if digest is not None:
+            trailer = bytes.fromhex(digest.sha256) + bytes.fromhex(digest.md5)
+            if self._signer is not None:
+                trailer += self._signer.sign(signed_message(header, self.path, digest))
+            data += trailer
+        return self._cipher.encrypt(nonce(header.upload_id, header.index), data, chunk_aad(header))
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A sealed chunk opened: its header as an unsealed one would read (real path; digests on the final
+    chunk), its bytes, and, on the final chunk, why the file must not be published, if it must not."""
+
+    header: ChunkHeader
+    data: bytes
+    refusal: tuple[str, str] | None = None  # (metrics reason, message)
+
+
+class Opener:
+    """The downloader's side: opens sealed chunks with its keys and enforces whom it trusts.
+
+    ``identities`` are the downloader's private keys (several during a key rotation); ``trusted`` binds
+    uploader names to the public keys their files must be signed with (empty: signatures are not required,
+    and unsealed files are accepted).
+    """
+
+    def __init__(self, identities: Sequence[Identity], trusted: Mapping[str, Sequence[Ed25519PublicKey]]) -> None:
+        self._identities = {identity.id: identity for identity in identities}
+        self._trusted = trusted
+        self._keys: OrderedDict[str, AESGCM] = OrderedDict()
+        self._refused: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._identities or self._trusted)
+
+    def describe(self) -> str:
+        """For the start-up log: which keys open files, and whose files are accepted."""
+        keys = ", ".join(self._identities) or "none"
+        trusted = ", ".join(f"{name} ({len(signers)} keys)" for name, signers in self._trusted.items())
+        return f"opened with keys {keys}; " + (
+            f"only files signed by {trusted} accepted" if trusted else "signatures not required"
+        )
+
+    def open(self, header: ChunkHeader, value: bytes) -> Opened:
+        """The chunk's plain form. ProtocolError (reason ``sealed``) for a chunk that fails authentication,
+        RefusedUpload for a file this downloader must not take at all."""
+        if header.upload_id in self._refused:
+            raise RefusedUpload("refused earlier", "refused", first=False)
+        try:
+            self._admit(header)
+        except RefusedUpload:
+            self._remember_refused(header.upload_id)
+            raise
+        if header.seal is None:
+            return Opened(header, value)
+        cipher = self._cipher(header, header.seal)
+        try:
+            data = cipher.decrypt(nonce(header.upload_id, header.index), value, chunk_aad(header))
+        except InvalidTag:
+            raise ProtocolError(
+                f"chunk {header.index} of upload {header.upload_id} fails authentication (altered, moved or "
+                "not of this upload)", "sealed",
+            ) from None  # fmt: skip
+        path = header.path if header.seal.sealed_path is None else self._open_path(header, header.seal, cipher)
+        plain = dataclasses.replace(header, path=path, seal=None)
+        if not header.is_final:
+            return Opened(plain, data)
+        body, trailer = data[: header.length], data[header.length :]
+        digest = FileDigest(trailer[:32].hex(), trailer[32:SEAL_TRAILER_BYTES].hex())
+        plain = dataclasses.replace(plain, digest=digest)
+        return Opened(plain, body, self._verdict(plain, digest, trailer[SEAL_TRAILER_BYTES:]))
+
+    def _admit(self, header: ChunkHeader) -> None:
+        if self._trusted:
+            if header.uploader not in self._trusted:
+                raise RefusedUpload(f"uploader {header.uploader} is not among trusted_uploaders", "untrusted")
+            if header.seal is None:
+                raise RefusedUpload("not sealed and signed, and trusted_uploaders is set", "unsigned")
+        if header.seal is None:
+            return
+        if header.upload_id in self._keys:
+            return
+        if not self._identities:
+            raise RefusedUpload("sealed, and this downloader has no decrypt_key", "not_recipient")
+        sealed_for = [kid for kid, _ in header.seal.recipients]
+        if not any(kid in self._identities for kid in sealed_for):
+            raise RefusedUpload(
+                f"sealed for keys {', '.join(sealed_for)}; this downloader holds {', '.join(self._identities)}",
+                "not_recipient",
+            )
+
+    def _cipher(self, header: ChunkHeader, seal: SealHeader) -> AESGCM:
+        cipher = self._keys.get(header.upload_id)
+        if cipher is not None:
+            self._keys.move_to_end(header.upload_id)
+            return cipher
+        for kid, wrapped in seal.recipients:
+            identity = self._identities.get(kid)
+            if identity is None:
+                continue
+            ephemeral = X25519PublicKey.from_public_bytes(seal.ephemeral)
+            try:
+                shared = identity.key.exchange(ephemeral)
+                wrapping = _wrapping_key(shared, seal.ephemeral, raw_public(identity.key.public_key()),
+                                         header.upload_id)  # fmt: skip
+                cipher = AESGCM(wrapping.decrypt(_WRAP_NONCE, wrapped, header.upload_id.encode()))
+            except (InvalidTag, ValueError):
+                continue  # a low-order ephemeral key, or a wrapped key that is not ours after all
+            self._keys[header.upload_id] = cipher
+            while len(self._keys) > REMEMBER_KEYS:
+                self._keys.popitem(last=False)
+            return cipher
+        raise ProtocolError(f"upload {header.upload_id}: the data key does not unwrap with this downloader's keys",
+                            "sealed")  # fmt: skip
+
+    def _open_path(self, header: ChunkHeader, seal: SealHeader, cipher: AESGCM) -> str:
+        assert seal.sealed_path is not None
+        try:
+            raw = cipher.decrypt(nonce(header.upload_id, NAME_INDEX), seal.sealed_path, _path_aad(header))
+            path = raw.decode("utf-8")
+            validate_wire_path(path)
+        except InvalidTag:
+            raise ProtocolError(f"upload {header.upload_id}: the sealed path fails authentication", "sealed") from None
+        except (UnicodeDecodeError, UnsafePathError) as exc:
+            raise ProtocolError(f"upload {header.upload_id}: sealed path rejected: {exc}", "unsafe_path") from None
+        return path
+
+    def _verdict(self, header: ChunkHeader, digest: FileDigest, signature: bytes) -> tuple[str, str] | None:
+        keys = self._trusted.get(header.uploader)
+        if not self._trusted:
+            return None  # nobody to check a signature against: the file is as good as its sha256
+        if not signature:
+            return "unsigned", f"not signed, and trusted_uploaders requires {header.uploader}'s signature"
+        message = signed_message(header, header.path, digest)
+        for key in keys or ():
+            try:
+                key.verify(signature, message)
+            except InvalidSignature:
+                continue
+            return None
+        return "signature", f"signature does not verify with the keys trusted for uploader {header.uploader}"
+
+    def _remember_refused(self, upload_id: str) -> None:
+        self._refused[upload_id] = None
+        while len(self._refused) > REMEMBER_REFUSED:
+            self._refused.popitem(last=False)
