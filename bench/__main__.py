@@ -24,7 +24,7 @@ LARGEST_LIMIT = 32 * 1024 * 1024  # the most this broker takes in one record
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--only", default="throughput,memory,small,latency,chunks", help="comma-separated parts")
+    parser.add_argument("--only", default="throughput,memory,small,latency,chunks,sealed", help="comma-separated parts")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, measures nothing")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument(
@@ -39,7 +39,8 @@ def main() -> None:
     started = time.monotonic()
     args.results.mkdir(parents=True, exist_ok=True)
     # every measurement's files are kept until the run ends (see Bench.workdir): a source and one copy a repetition
-    copies = {"throughput": 1256 * (1 + reps), "memory": 5064 * (1 + reps), "chunks": 512 * (1 + 4 * reps)}
+    copies = {"throughput": 1256 * (1 + reps), "memory": 5064 * (1 + reps), "chunks": 512 * (1 + 4 * reps),
+              "sealed": 1000 * (1 + 2 * reps) + 80 * reps}  # fmt: skip
     needed = 0 if smoke else 1.1 * MB * (100 + sum(size for part, size in copies.items() if part in parts))
     free = shutil.disk_usage("/var/tmp").free
     if free < needed:
@@ -66,6 +67,11 @@ def main() -> None:
             if "chunks" in parts
             else []
         )
+        sealed = (
+            scenarios.sealed(bench, 8 * MB if smoke else 1000 * MB, 200 if smoke else 10_000, reps)
+            if "sealed" in parts
+            else None
+        )
     stamp = time.strftime("%Y-%m-%d-%H%M")
     settings = [
         f"- broker: {_describe(broker)} on loopback",
@@ -74,7 +80,7 @@ def main() -> None:
         f"- total run time {time.monotonic() - started:.0f} s"
         + (" (smoke run: sizes too small to mean anything)" if smoke else ""),
     ]
-    report = render(f"Streamsend benchmark, {stamp}", settings, throughput, memory, small, latency, sweep, reps)
+    report = render(f"Streamsend benchmark, {stamp}", settings, throughput, memory, small, latency, sweep, reps, sealed)
     name = f"{stamp}-{args.broker}" + ("-smoke" if smoke else "")
     (args.results / f"{name}.md").write_text(report + f"\n![chart]({name}.png)\n")
     chart(args.results / f"{name}.png", throughput, memory, sweep)

@@ -7,12 +7,13 @@ import os
 import platform
 from pathlib import Path
 
-from bench.scenarios import MB, Latency, Memory, Series, SmallFiles, Sweep, Throughput
+from bench.scenarios import MB, Latency, Memory, Sealed, Series, SmallFiles, Sweep, Throughput
 
 THROUGHPUT_RATIO = 0.9
 PEAK_MB = 150.0
 GROWTH = 0.10
 SMALL_FILES_RATIO = 3.0
+SEALED_RATIO = 0.85  # sealed throughput against unsealed, in the same run
 LATENCY_P50_S = 0.5
 TRANSACTION_COST = 0.05  # transactions become the default only if they cost less on the 1 GB file
 
@@ -163,6 +164,7 @@ def render(
     latency: Latency | None,
     sweep: list[Sweep],
     repetitions: int,
+    sealed: Sealed | None = None,
 ) -> str:
     lines = [f"# {title}", "", *machine(), *notes, f"- {repetitions} repetitions: median (min-max)", ""]
     if throughput:
@@ -175,7 +177,33 @@ def render(
         lines += _latency(latency)
     if sweep:
         lines += _sweep(sweep)
+    if sealed is not None:
+        lines += _sealed(sealed)
     return "\n".join(lines)
+
+
+def _sealed(result: Sealed) -> list[str]:
+    big = result.sealed.median / result.plain.median
+    small = result.small_plain.median / result.small_sealed.median  # as throughput: files per second
+    return [
+        "## 6. Sealed files",
+        "",
+        "Encrypted for one recipient and signed, the downloader trusting that signer, against the same transfer "
+        "unsealed, in turns within the run.",
+        "",
+        "| transfer | unsealed | sealed | sealed vs unsealed | target |",
+        "|---|---|---|---|---|",
+        f"| {result.size / MB:.0f} MB file, MB/s | {_cell(result.plain)} | {_cell(result.sealed)} | {big:.2f} "
+        f"| >= {SEALED_RATIO} x: {_verdict(big >= SEALED_RATIO)} |",
+        f"| {result.count} files of 4 KB, s | {_cell(result.small_plain, 2)} | {_cell(result.small_sealed, 2)} "
+        f"| {small:.2f} | >= {SEALED_RATIO} x: {_verdict(small >= SEALED_RATIO)} |",
+        f"| uploader peak MB ({result.size / MB:.0f} MB file) | {_cell(result.plain_uploader)} "
+        f"| {_cell(result.sealed_uploader)} | {result.sealed_uploader.median / result.plain_uploader.median:.2f} | |",
+        f"| downloader peak MB ({result.size / MB:.0f} MB file) | {_cell(result.plain_downloader)} "
+        f"| {_cell(result.sealed_downloader)} | {result.sealed_downloader.median / result.plain_downloader.median:.2f}"
+        " | |",
+        "",
+    ]
 
 
 def chart(path: Path, throughput: list[Throughput], memory: list[Memory], sweep: list[Sweep]) -> None:

@@ -5,6 +5,7 @@
 3. small files: 10,000 files of 4 KB in 100 folders, against 10,000 records of 4 KB
 4. latency: single 1 MB files, from the moment each becomes eligible to the moment it is visible
 5. chunk sizes: throughput and memory for several chunk sizes
+6. sealed files: throughput, memory and many small files with encryption and signatures on, against off
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import Bench, Daemon, write_random
+from streamsend.shared import keys
 from streamsend.uploader.planner import ALIGN_BYTES, HEADROOM_BYTES, KAFKA_DEFAULT_MAX_MESSAGE_BYTES
 
 MB = 1_000_000
@@ -169,7 +171,7 @@ def small_files(bench: Bench, count: int, size: int, folders: int, repetitions: 
     return result
 
 
-def _tree_transfer(bench: Bench, tree: Path, count: int) -> float:
+def _tree_transfer(bench: Bench, tree: Path, count: int, **settings: object) -> float:
     topic = bench.topic()
     try:
         with bench.workdir() as work:
@@ -178,8 +180,8 @@ def _tree_transfer(bench: Bench, tree: Path, count: int) -> float:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.link(path, target)
             os.sync()  # what the harness itself wrote (links, the last run's cleanup) is not the daemons' to flush
-            down = bench.downloader(work, topic)
-            up = bench.uploader(work, topic)
+            down = bench.downloader(work, topic, **settings)
+            up = bench.uploader(work, topic, **settings)
             try:
                 down.wait_for("verified", timeout_s=600, times=count)
                 started = min(when for when, message in up.lines() if "bytes, creating" in message)
@@ -274,3 +276,51 @@ def chunk_sizes(bench: Bench, size: int, repetitions: int, largest_limit: int) -
                 sweep.downloader.values.append(done.downloader_peak / MB)
             results.append(sweep)
     return results
+
+
+@dataclass
+class Sealed:
+    size: int
+    count: int
+    plain: Series = field(default_factory=Series)  # MB/s, sealing off
+    sealed: Series = field(default_factory=Series)  # MB/s, sealed and signed
+    plain_uploader: Series = field(default_factory=Series)  # peak MB
+    sealed_uploader: Series = field(default_factory=Series)
+    plain_downloader: Series = field(default_factory=Series)
+    sealed_downloader: Series = field(default_factory=Series)
+    small_plain: Series = field(default_factory=Series)  # seconds for ``count`` files of 4 KB
+    small_sealed: Series = field(default_factory=Series)
+
+
+def sealed(bench: Bench, size: int, count: int, repetitions: int) -> Sealed:
+    """The same transfers with sealing off and on (one recipient, signed, trusted), taken in turns."""
+    result = Sealed(size, count)
+    with bench.workdir() as work:
+        folder = work / "keys"
+        keys.generate(folder)
+        on: dict[str, object] = {
+            "encrypt_to": folder / keys.RECIPIENT_PUB,
+            "signing_key": folder / keys.SIGNER_KEY,
+            "decrypt_key": folder / keys.RECIPIENT_KEY,
+            "trusted_uploaders": f"bench={folder / keys.SIGNER_PUB}",
+        }
+        source = work / "source.bin"
+        write_random(source, size)
+        tree = work / "tree"
+        for index in range(count):
+            path = tree / f"folder-{index % 100:03d}" / f"file-{index:05d}.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(4096))
+        os.sync()
+        for _ in range(repetitions):
+            for settings, speed, uploader, downloader in (
+                ({}, result.plain, result.plain_uploader, result.plain_downloader),
+                (on, result.sealed, result.sealed_uploader, result.sealed_downloader),
+            ):
+                done = transfer(bench, source, size, None, **settings)
+                speed.values.append(size / done.seconds / MB)
+                uploader.values.append(done.uploader_peak / MB)
+                downloader.values.append(done.downloader_peak / MB)
+            result.small_plain.values.append(_tree_transfer(bench, tree, count))
+            result.small_sealed.values.append(_tree_transfer(bench, tree, count, **on))
+    return result

@@ -19,7 +19,10 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write the keys into")
     parser.add_argument(
-        "--prefix", default="", metavar="TEXT", help="put in front of each file name (e.g. till-4- for till-4-signer.key)"
+        "--prefix",
+        default="",
+        metavar="TEXT",
+        help="put in front of each file name (e.g. till-4- for till-4-signer.key)",
     )
     args = parser.parse_args(list(argv))
     if "/" in args.prefix:

@@ -292,14 +292,16 @@ class StateTopic:
 
     def records(self, sents: list[SentFile]) -> list[tuple[str, bytes, bytes, int]]:
         name = self._settings.uploader_name
-        return [(self._topic, state_key(name, s.path), encode_sent(s), self._partition) for s in sents]
+        digests = not self._settings.encrypt_to
+        return [(self._topic, state_key(name, s.path), encode_sent(s, digests=digests), self._partition) for s in sents]
 
     async def save_many(self, sents: list[SentFile]) -> None:
         """Remember sent files; returns once the broker has every record. They are handed over in order
         and acknowledged together; any that fails is written again on its own, retried until it succeeds."""
         pool = self._pool
         assert pool is not None
-        records = [(state_key(self._settings.uploader_name, s.path), encode_sent(s)) for s in sents]
+        digests = not self._settings.encrypt_to
+        records = [(state_key(self._settings.uploader_name, s.path), encode_sent(s, digests=digests)) for s in sents]
         try:
             acks = [await pool.send(self._topic, key, value, self._partition) for key, value in records]
         except Exception:

@@ -27,6 +27,13 @@ def test_the_benchmark_harness_runs_and_writes_its_report(tmp_path: Path, kind: 
     text = report.read_text()
     assert ("- broker: Apache Kafka 3.9.1" if kind == "kafka" else "- broker: Tansu") in text
     assert ("### Transactional uploader" in text) == (kind == "kafka")
-    for heading in ("1. Throughput", "2. Peak memory", "3. Many small files", "4. Latency", "5. Chunk size"):
+    for heading in (
+        "1. Throughput",
+        "2. Peak memory",
+        "3. Many small files",
+        "4. Latency",
+        "5. Chunk size",
+        "6. Sealed files",
+    ):
         assert f"## {heading}" in text
     assert report.with_suffix(".png").stat().st_size > 10_000

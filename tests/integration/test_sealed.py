@@ -3,6 +3,7 @@ publish, and the topic holds no plaintext."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -62,6 +63,10 @@ async def test_a_sealed_tree_mirrors_byte_for_byte_and_the_topic_holds_no_plaint
         assert MARKER not in shown
         assert b"claims" not in shown  # encrypt_names: not even the names
         assert dict(record.headers)["streamsend.version"] == b"2"
+    digests = [hashlib.sha256(path.read_bytes()).hexdigest().encode() for path in tree_files(source).values()]
+    state = await records(broker.bootstrap, f"{topic}-state")
+    assert len(state) == 7
+    assert not any(digest in (record.value or b"") for record in state for digest in digests)
 
 
 async def test_only_the_trusted_uploader_publishes(broker: Broker, topics: TopicFactory, tmp_path: Path) -> None:

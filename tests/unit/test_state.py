@@ -14,6 +14,14 @@ def test_a_sent_file_round_trips_through_its_record() -> None:
     assert decode_state("edge-1", key, encode_sent(SENT)) == (SENT.path, SENT)
 
 
+def test_a_sealing_uploader_keeps_no_digest_in_its_records() -> None:
+    value = encode_sent(SENT, digests=False)
+    assert b"s" * 64 not in value and b"m" * 32 not in value
+    decoded = decode_state("edge-1", state_key("edge-1", SENT.path), value)
+    assert decoded is not None and decoded[1] is not None
+    assert (decoded[1].size, decoded[1].mtime_ns, decoded[1].sha256) == (SENT.size, SENT.mtime_ns, "")
+
+
 def test_a_tombstone_forgets_the_file() -> None:
     assert decode_state("edge-1", state_key("edge-1", "a/b.txt"), None) == ("a/b.txt", None)
 
