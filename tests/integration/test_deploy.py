@@ -119,6 +119,10 @@ VALUE_SETS: dict[str, list[str]] = {
     ],
     "downloaders as a StatefulSet": ["uploader.enabled=false", "downloader.kind=StatefulSet", "downloader.replicas=3"],
     "downloaders sharing a volume": ["uploader.enabled=false", "downloader.replicas=2"],
+    "sealed files": ["uploader.input.existingClaim=x", "uploader.sealing.existingSecret=keys",
+                     "uploader.sealing.recipientKeys={office.pub,backup.pub}", "uploader.sealing.signingKey=signer.key",
+                     "downloader.sealing.existingSecret=keys", "downloader.sealing.decryptKeys={recipient.key}",
+                     "downloader.sealing.trustedUploaders.till-4=till-4.pub"],
 }  # fmt: skip
 
 
@@ -176,6 +180,21 @@ def test_the_chart_keeps_names_stable_and_volumes_right() -> None:
     assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "inbox"
     [claim] = [d for d in _render(*VALUE_SETS["downloaders sharing a volume"]) if d["kind"] == "PersistentVolumeClaim"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_the_chart_mounts_the_keys_of_sealed_files_and_names_them() -> None:
+    documents = _render(*VALUE_SETS["sealed files"])
+    env = {}
+    for workload in (d for d in documents if d["kind"] == "Deployment"):
+        pod = workload["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        env.update({e["name"]: e.get("value") for e in container["env"]})
+        assert {"name": "seal", "mountPath": "/etc/streamsend/seal", "readOnly": True} in container["volumeMounts"]
+        assert {"name": "seal", "secret": {"secretName": "keys", "defaultMode": 0o400}} in pod["volumes"]
+    assert env["STREAMSEND_ENCRYPT_TO"] == "/etc/streamsend/seal/office.pub,/etc/streamsend/seal/backup.pub"
+    assert env["STREAMSEND_SIGNING_KEY"] == "/etc/streamsend/seal/signer.key"
+    assert env["STREAMSEND_DECRYPT_KEY"] == "/etc/streamsend/seal/recipient.key"
+    assert env["STREAMSEND_TRUSTED_UPLOADERS"] == "till-4=/etc/streamsend/seal/till-4.pub"
 
 
 def test_the_chart_refuses_an_uploader_without_input() -> None:

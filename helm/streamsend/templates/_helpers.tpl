@@ -120,3 +120,27 @@ startupProbe:
   periodSeconds: 2
   failureThreshold: 30
 {{- end -}}
+
+{{/* Sealed files: the settings and the Secret of keys, for .sealing of the uploader or the downloader. */}}
+{{- define "streamsend.sealFiles" -}}
+{{- $files := list -}}
+{{- range . -}}{{- $files = append $files (printf "/etc/streamsend/seal/%s" .) -}}{{- end -}}
+{{- join "," $files -}}
+{{- end -}}
+
+{{- define "streamsend.sealVolume" -}}
+{{- if .existingSecret }}
+- name: seal
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 0400
+{{- end }}
+{{- end -}}
+
+{{- define "streamsend.sealMount" -}}
+{{- if .existingSecret }}
+- name: seal
+  mountPath: /etc/streamsend/seal
+  readOnly: true
+{{- end }}
+{{- end -}}
