@@ -185,6 +185,7 @@ def render(
 def _sealed(result: Sealed) -> list[str]:
     big = result.sealed.median / result.plain.median
     small = result.small_plain.median / result.small_sealed.median  # as throughput: files per second
+    encrypted = result.small_plain.median / result.small_encrypted.median
     return [
         "## 6. Sealed files",
         "",
@@ -197,6 +198,9 @@ def _sealed(result: Sealed) -> list[str]:
         f"| >= {SEALED_RATIO} x: {_verdict(big >= SEALED_RATIO)} |",
         f"| {result.count} files of 4 KB, s | {_cell(result.small_plain, 2)} | {_cell(result.small_sealed, 2)} "
         f"| {small:.2f} | >= {SEALED_RATIO} x: {_verdict(small >= SEALED_RATIO)} |",
+        f"| {result.count} files of 4 KB, sealed without signatures, s | {_cell(result.small_plain, 2)} "
+        f"| {_cell(result.small_encrypted, 2)} | {encrypted:.2f} | >= {SEALED_RATIO} x: "
+        f"{_verdict(encrypted >= SEALED_RATIO)} |",
         f"| uploader peak MB ({result.size / MB:.0f} MB file) | {_cell(result.plain_uploader)} "
         f"| {_cell(result.sealed_uploader)} | {result.sealed_uploader.median / result.plain_uploader.median:.2f} | |",
         f"| downloader peak MB ({result.size / MB:.0f} MB file) | {_cell(result.plain_downloader)} "

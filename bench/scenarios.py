@@ -289,19 +289,24 @@ class Sealed:
     plain_downloader: Series = field(default_factory=Series)
     sealed_downloader: Series = field(default_factory=Series)
     small_plain: Series = field(default_factory=Series)  # seconds for ``count`` files of 4 KB
-    small_sealed: Series = field(default_factory=Series)
+    small_encrypted: Series = field(default_factory=Series)  # sealed, not signed
+    small_sealed: Series = field(default_factory=Series)  # sealed and signed
 
 
 def sealed(bench: Bench, size: int, count: int, repetitions: int) -> Sealed:
-    """The same transfers with sealing off and on (one recipient, signed, trusted), taken in turns."""
+    """The same transfers with sealing off and on (one recipient, signed, trusted), taken in turns; for many
+    small files also sealed without signatures, whose cost is per file."""
     result = Sealed(size, count)
     with bench.workdir() as work:
         folder = work / "keys"
         keys.generate(folder)
-        on: dict[str, object] = {
+        encrypted: dict[str, object] = {
             "encrypt_to": folder / keys.RECIPIENT_PUB,
-            "signing_key": folder / keys.SIGNER_KEY,
             "decrypt_key": folder / keys.RECIPIENT_KEY,
+        }
+        on: dict[str, object] = {
+            **encrypted,
+            "signing_key": folder / keys.SIGNER_KEY,
             "trusted_uploaders": f"bench={folder / keys.SIGNER_PUB}",
         }
         source = work / "source.bin"
@@ -322,5 +327,6 @@ def sealed(bench: Bench, size: int, count: int, repetitions: int) -> Sealed:
                 uploader.values.append(done.uploader_peak / MB)
                 downloader.values.append(done.downloader_peak / MB)
             result.small_plain.values.append(_tree_transfer(bench, tree, count))
+            result.small_encrypted.values.append(_tree_transfer(bench, tree, count, **encrypted))
             result.small_sealed.values.append(_tree_transfer(bench, tree, count, **on))
     return result

@@ -45,6 +45,7 @@ SUITE: Final = b"streamsend-seal-1"
 NAME_INDEX: Final = 2**64 - 1  # the nonce of the sealed path: no chunk has this index
 STAND_IN_FOLDER: Final = "sealed"
 REMEMBER_KEYS = 4096  # data keys of uploads being received
+REMEMBER_SENDERS = 256  # shared secrets with senders' keys: a sender keeps one for many uploads
 REMEMBER_REFUSED = 10_000  # uploads refused, whose later chunks are skipped without another report
 # Bytes a sealed record may take beyond an unsealed one: tag, trailer, signature, and the seal headers
 # (ephemeral key, one wrapped key a recipient, the sealed path), with their names.
@@ -174,13 +175,47 @@ class FileSeal:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a file must not be published, known as its final chunk is opened."""
+
+    reason: str  # metrics label
+    why: str
+
+    def failure(self) -> tuple[str, str] | None:
+        return self.reason, self.why
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """A signature still to verify before the file is published. About 60 µs of CPU a file, with the GIL
+    released: the downloader runs it in the worker threads that write files, beside their I/O."""
+
+    uploader: str
+    keys: tuple[Ed25519PublicKey, ...]
+    message: bytes
+    signature: bytes
+
+    def failure(self) -> tuple[str, str] | None:
+        for key in self.keys:
+            try:
+                key.verify(self.signature, self.message)
+            except InvalidSignature:
+                continue
+            return None
+        return "signature", f"signature does not verify with the keys trusted for uploader {self.uploader}"
+
+
+Verdict = Refusal | SignatureCheck  # ``failure()``: (metrics reason, message), or None to publish
+
+
+@dataclass(frozen=True, slots=True)
 class Opened:
     """A sealed chunk opened: its header as an unsealed one would read (real path; digests on the final
-    chunk), its bytes, and, on the final chunk, why the file must not be published, if it must not."""
+    chunk), its bytes, and, on the final chunk, what decides whether the file may be published."""
 
     header: ChunkHeader
     data: bytes
-    refusal: tuple[str, str] | None = None  # (metrics reason, message)
+    verdict: Verdict | None = None
 
 
 class Opener:
@@ -195,6 +230,7 @@ class Opener:
         self._identities = {identity.id: identity for identity in identities}
         self._trusted = trusted
         self._keys: OrderedDict[str, AESGCM] = OrderedDict()
+        self._shared: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         self._refused: OrderedDict[str, None] = OrderedDict()
 
     @property
@@ -230,12 +266,11 @@ class Opener:
                 "not of this upload)", "sealed",
             ) from None  # fmt: skip
         path = header.path if header.seal.sealed_path is None else self._open_path(header, header.seal, cipher)
-        plain = dataclasses.replace(header, path=path, seal=None)
         if not header.is_final:
-            return Opened(plain, data)
+            return Opened(dataclasses.replace(header, path=path, seal=None), data)
         body, trailer = data[: header.length], data[header.length :]
         digest = FileDigest(trailer[:32].hex(), trailer[32:SEAL_TRAILER_BYTES].hex())
-        plain = dataclasses.replace(plain, digest=digest)
+        plain = dataclasses.replace(header, path=path, seal=None, digest=digest)
         return Opened(plain, body, self._verdict(plain, digest, trailer[SEAL_TRAILER_BYTES:]))
 
     def _admit(self, header: ChunkHeader) -> None:
@@ -266,9 +301,8 @@ class Opener:
             identity = self._identities.get(kid)
             if identity is None:
                 continue
-            ephemeral = X25519PublicKey.from_public_bytes(seal.ephemeral)
             try:
-                shared = identity.key.exchange(ephemeral)
+                shared = self._exchange(identity, kid, seal.ephemeral)
                 wrapping = _wrapping_key(shared, seal.ephemeral, raw_public(identity.key.public_key()),
                                          header.upload_id)  # fmt: skip
                 cipher = AESGCM(wrapping.decrypt(_WRAP_NONCE, wrapped, header.upload_id.encode()))
@@ -280,6 +314,17 @@ class Opener:
             return cipher
         raise ProtocolError(f"upload {header.upload_id}: the data key does not unwrap with this downloader's keys",
                             "sealed")  # fmt: skip
+
+    def _exchange(self, identity: Identity, kid: str, ephemeral: bytes) -> bytes:
+        """The secret shared with a sender's key, computed once for all the uploads it wraps keys for."""
+        shared = self._shared.get((kid, ephemeral))
+        if shared is None:
+            shared = self._shared[(kid, ephemeral)] = identity.key.exchange(
+                X25519PublicKey.from_public_bytes(ephemeral)
+            )
+            while len(self._shared) > REMEMBER_SENDERS:
+                self._shared.popitem(last=False)
+        return shared
 
     def _open_path(self, header: ChunkHeader, seal: SealHeader, cipher: AESGCM) -> str:
         assert seal.sealed_path is not None
@@ -293,20 +338,13 @@ class Opener:
             raise ProtocolError(f"upload {header.upload_id}: sealed path rejected: {exc}", "unsafe_path") from None
         return path
 
-    def _verdict(self, header: ChunkHeader, digest: FileDigest, signature: bytes) -> tuple[str, str] | None:
-        keys = self._trusted.get(header.uploader)
+    def _verdict(self, header: ChunkHeader, digest: FileDigest, signature: bytes) -> Verdict | None:
         if not self._trusted:
             return None  # nobody to check a signature against: the file is as good as its sha256
         if not signature:
-            return "unsigned", f"not signed, and trusted_uploaders requires {header.uploader}'s signature"
-        message = signed_message(header, header.path, digest)
-        for key in keys or ():
-            try:
-                key.verify(signature, message)
-            except InvalidSignature:
-                continue
-            return None
-        return "signature", f"signature does not verify with the keys trusted for uploader {header.uploader}"
+            return Refusal("unsigned", f"not signed, and trusted_uploaders requires {header.uploader}'s signature")
+        keys = tuple(self._trusted.get(header.uploader, ()))
+        return SignatureCheck(header.uploader, keys, signed_message(header, header.path, digest), signature)
 
     def _remember_refused(self, upload_id: str) -> None:
         self._refused[upload_id] = None

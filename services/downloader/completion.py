@@ -13,6 +13,7 @@ from streamsend.downloader.publisher import Publication, Publisher
 from streamsend.downloader.store import Staging, Store
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
+from streamsend.shared.seal import Refusal, SignatureCheck, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Completed:
     partition: int
     offset: int
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
-    refusal: tuple[str, str] | None = None  # (reason, why) a sealed file must not be published: its signature
+    verdict: Verdict | None = None  # a sealed file's: refused now, or a signature the publisher checks
 
     @property
     def where(self) -> str:
@@ -58,7 +59,7 @@ class Completion:
         Returns the files settled by this call (published or quarantined): they no longer hold their
         partitions' commits back.
         """
-        failure = item.refusal
+        failure = item.verdict.failure() if isinstance(item.verdict, Refusal) else None
         if item.sha256 != item.expected.sha256:
             failure = "checksum", f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
         if failure is not None:
@@ -69,7 +70,8 @@ class Completion:
             return [item]
         parts = item.file.path.split("/")
         target = self._store.target(item.file.uploader, parts)
-        publication = Publication(item.staging, target, item.file.mtime_ns, item.sha256, data=item.data)
+        check = item.verdict.failure if isinstance(item.verdict, SignatureCheck) else None
+        publication = Publication(item.staging, target, item.file.mtime_ns, item.sha256, data=item.data, check=check)
         self._pending.append((item, publication))
         return [] if self._publisher.groups else await self.flush()
 
@@ -88,6 +90,10 @@ class Completion:
 
         await self._publisher.publish([publication for _, publication in pending], published)
         for item, publication in pending:
+            if publication.refusal is not None:
+                reason, why = publication.refusal
+                await self._quarantine(item, why, reason)
+                continue
             if publication.error is not None:
                 await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
                 continue

@@ -28,7 +28,7 @@ from streamsend.downloader.store import Staging, Store
 from streamsend.shared.errors import ConflictError, ProtocolError, RefusedUpload
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader, decode
-from streamsend.shared.seal import Opened, Opener
+from streamsend.shared.seal import Opened, Opener, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class _Build:
         self.sha256 = hashlib.sha256()
         self.last_seen = now
         self.reported = now
-        self.refusal: tuple[str, str] | None = None  # why a sealed file must not be published (its final chunk)
+        self.verdict: Verdict | None = None  # whether a sealed file may be published (from its final chunk)
 
     def fold(self, data: bytes) -> None:
         self.sha256.update(data)
@@ -166,7 +166,7 @@ class Receiver:
             await self._completion.load(record.topic, record.partition)
         opened = self._open(record)
         if opened is not None:
-            halt = await self._chunk(record, opened.header, opened.data, mark, opened.refusal)
+            halt = await self._chunk(record, opened.header, opened.data, mark, opened.verdict)
             if halt is not None:
                 return halt
         mark.handled(record.offset)
@@ -199,7 +199,7 @@ class Receiver:
         header: ChunkHeader,
         value: bytes,
         mark: PartitionWatermark,
-        refusal: tuple[str, str] | None = None,
+        verdict: Verdict | None = None,
     ) -> Halt | None:
         if header.upload_id in self._finished:
             self._metrics.chunks_duplicate.inc()
@@ -222,7 +222,7 @@ class Receiver:
             if (need := self._need_space(len(value), header)) is not None:
                 return need
             if header.count == 1:
-                await self._whole(header, record, value, mark, refusal)
+                await self._whole(header, record, value, mark, verdict)
                 return None
             build = await self._start(header, record, mark)
         elif build.partition != record.partition:
@@ -242,7 +242,7 @@ class Receiver:
                 return need
         await self._write(build, header, value)
         if header.is_final:
-            build.refusal = refusal
+            build.verdict = verdict
         if build.assembly.complete:
             await self._finish(build, record)
         return None
@@ -253,7 +253,7 @@ class Receiver:
         record: Record,
         value: bytes,
         mark: PartitionWatermark,
-        refusal: tuple[str, str] | None,
+        verdict: Verdict | None,
     ) -> None:
         """A file of one chunk: verified in memory, and written only with its publication."""
         await self._supersede(record.partition, header)
@@ -279,7 +279,7 @@ class Receiver:
                 partition=record.partition,
                 offset=record.offset,
                 data=value,
-                refusal=refusal,
+                verdict=verdict,
             )
         )
         self._settle(settled)
@@ -356,7 +356,7 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                refusal=build.refusal,
+                verdict=build.verdict,
             )
         )
         self._settle(settled)

@@ -44,6 +44,14 @@ class Publication:
     data: bytes | None = None  # a one-chunk file still in memory: written to its staging path here
     error: PublishError | None = None
     unchanged: bool = False  # the target already was this very file, and was left as it is
+    # A sealed file's signature check, run in a worker thread before the file takes its place; what it
+    # finds wrong (reason, message) keeps the file out of the tree, its staging file left for quarantine.
+    check: Callable[[], tuple[str, str] | None] | None = None
+    refusal: tuple[str, str] | None = None
+
+    def run_check(self) -> None:
+        if self.check is not None:
+            self.refusal, self.check = self.check(), None
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -93,6 +101,7 @@ class Publisher:
         for index in indexes:
             data = items[index].data
             assert data is not None
+            items[index].run_check()  # here, side by side with the other writers: the GIL is released
             written.append((index, _write_new(items[index].staging.path, data)))
         return written
 
@@ -110,6 +119,9 @@ class Publisher:
                 _fsync_path(item.staging.path)
         synced_folders: set[Path] = set()
         for item in items:
+            item.run_check()
+            if item.refusal is not None:
+                continue
             try:
                 folder = self._store.place(
                     item.staging.path, item.target, item.mtime_ns, item.sha256, sync_folders=per_file

@@ -35,6 +35,11 @@ def _open_all(opener: Opener, chunks: list[Chunk]) -> list[Opened]:
     return [opener.open(decode(encode(c.header), c.value), c.value) for c in chunks]
 
 
+def _failure(opened: Opened) -> tuple[str, str] | None:
+    """Why the file must not be published, as the downloader finds out before it would publish it."""
+    return None if opened.verdict is None else opened.verdict.failure()
+
+
 def _assembled(opened: list[Opened]) -> bytes:
     return b"".join(o.data for o in sorted(opened, key=lambda o: o.header.index))
 
@@ -46,7 +51,7 @@ def test_round_trip(data: bytes, names: bool) -> None:
     opened = _open_all(_opener(), chunks)
     assert _assembled(opened) == data
     final = opened[-1]
-    assert final.refusal is None
+    assert _failure(final) is None
     assert final.header.digest == protocol.FileDigest(hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest())
     assert {o.header.path for o in opened} == {"docs/policy 7.pdf"}
     assert all(o.header.seal is None for o in opened)
@@ -139,16 +144,16 @@ def test_a_chunk_replayed_from_another_upload_is_refused() -> None:
 
 def test_a_wrong_signer_is_refused() -> None:
     chunks = sealed_chunks_of(DATA, 4096, _sealer(signer=Ed25519PrivateKey.generate()))
-    final = _open_all(_opener(), chunks)[-1]
-    assert final.refusal is not None and final.refusal[0] == "signature"
-    assert "edge-1" in final.refusal[1]
+    failure = _failure(_open_all(_opener(), chunks)[-1])
+    assert failure is not None and failure[0] == "signature"
+    assert "edge-1" in failure[1]
 
 
 def test_an_unsigned_file_is_refused_where_signatures_are_required() -> None:
     chunks = sealed_chunks_of(DATA, 4096, _sealer(signer=None))
-    final = _open_all(_opener(), chunks)[-1]
-    assert final.refusal is not None and final.refusal[0] == "unsigned"
-    assert _open_all(_opener(trusted={}), chunks)[-1].refusal is None  # nobody to trust: sha256 decides
+    failure = _failure(_open_all(_opener(), chunks)[-1])
+    assert failure is not None and failure[0] == "unsigned"
+    assert _open_all(_opener(trusted={}), chunks)[-1].verdict is None  # nobody to trust: sha256 decides
 
 
 def test_a_stripped_signature_is_refused() -> None:
