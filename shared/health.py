@@ -45,6 +45,9 @@ def status_page() -> bytes:
 
 
 class HealthServer:
+    """The metrics port's HTTP server; run by ``run_with_health`` beside the daemon, reading its registry,
+    readiness and live view."""
+
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry, readiness: Readiness, status: Status | None = None
     ) -> None:

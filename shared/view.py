@@ -46,6 +46,9 @@ class _Failed:
 
 @dataclass
 class TransferView:
+    """Owned by the metrics object (``metrics.view``), fed by both daemons where they count, read by the
+    HealthServer for ``/status``."""
+
     role: str
     history: int = 50
     clock: Callable[[], float] = time.monotonic

@@ -38,6 +38,9 @@ class FileDescription:
 
 
 class Assembly:
+    """Which chunks of one upload arrived and are hashed, and the digests its final chunk announced; owned by the
+    Receiver's build of the upload. Pure bookkeeping."""
+
     def __init__(self, first: ChunkHeader, first_offset: int) -> None:
         self.file = FileDescription.of(first)
         self.first_offset = first_offset  # Kafka offset of the first record seen: commits stay at or before it

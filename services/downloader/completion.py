@@ -39,6 +39,12 @@ class Completed:
 
 
 class Completion:
+    """Files whose every chunk is in: verified, then published (at once or with their batch) or quarantined.
+
+    Owns the publication ledger and the publications waiting for the end of a batch. Created by the app with
+    the Publisher injected; called by the Receiver (``complete``, ``flush``, ``was_published``, ``load``,
+    ``committed``, ``release``)."""
+
     def __init__(self, store: Store, publisher: Publisher, metrics: DownloaderMetrics) -> None:
         self._store = store
         self._publisher = publisher

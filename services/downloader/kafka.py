@@ -43,6 +43,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumeLoop:
+    """The consumer group member: owns the aiokafka consumer, the offsets committed and the pause while the disk
+    is full; hands each partition's records to the Receiver and commits up to its watermark. Run by the app."""
+
     def __init__(
         self,
         settings: DownloaderSettings,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 
 class PartitionWatermark:
+    """One partition's committable offset; owned by the Receiver, which opens an upload at its first record and
+    closes it once published, quarantined or dropped. Pure bookkeeping."""
+
     def __init__(self) -> None:
         self._next: int | None = None  # offset after the last record handled
         self._open: dict[str, int] = {}  # upload id -> offset of its first record seen

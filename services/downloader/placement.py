@@ -20,6 +20,9 @@ SHA256_ATTRIBUTE = "user.streamsend.sha256"
 
 
 class Placement:
+    """The rename of a verified file into the tree, and the folders on its way; owned by the Store, called from
+    the Publisher's worker thread."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
 

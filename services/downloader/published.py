@@ -17,6 +17,9 @@ from pathlib import Path
 
 
 class PublishedLedger:
+    """The per-partition files of uploads published beyond the committed offset; owned by Completion, written
+    from the Publisher's worker thread right after each rename."""
+
     def __init__(self, work_dir: Path) -> None:
         self._folder = work_dir / "published"
 

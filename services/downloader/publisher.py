@@ -70,6 +70,10 @@ _SYNCFS = _load_syncfs()
 
 
 class Publisher:
+    """Puts verified files in place and makes them durable as the ``fsync`` policy says; runs the signature
+    checks of sealed files beside the writes. Created by the app, injected into Completion, which calls
+    ``publish``; does its file work through the Store."""
+
     def __init__(self, store: Store, policy: FsyncPolicy) -> None:
         self._store = store
         self._policy = policy

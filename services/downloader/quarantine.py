@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class Quarantine:
+    """The files kept aside and their total size, within ``quarantine_max_bytes``; owned by the Store, called by
+    Completion through ``Store.quarantine``."""
+
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes

@@ -12,6 +12,11 @@ from collections.abc import Callable
 
 
 class ByteBudget:
+    """The bytes of chunks read and not yet acknowledged. Created by the app and held by the Courier; reserved by
+    ChunkReader (each chunk before it is read) and FileSender (a group of small files), released by the
+    Courier once Kafka acknowledges a record or it fails for good, or by the reserver when a record is never
+    handed over."""
+
     def __init__(self, limit: int, on_change: Callable[[int], None] | None = None) -> None:
         self._limit = limit
         self._used = 0

@@ -32,6 +32,9 @@ MAX_UNCONFIRMED = 100  # groups of state records awaiting acknowledgement; a wor
 
 
 class Finisher:
+    """What follows a file's sending: owns the state records still unconfirmed; called by the Workers after each
+    file or group, and drained by the app before shutdown."""
+
     def __init__(
         self, settings: UploaderSettings, ledger: SentLedger, state: StateRecords | None, *, state_written: bool = False
     ) -> None:

@@ -42,6 +42,9 @@ def _lstat_many(paths: Iterable[Path]) -> list[os.stat_result | None]:
 
 
 class Intake:
+    """Candidate paths to files ready to send: owns the readiness tracker, the queue of ready files and the set of
+    paths being sent. Fed by the TreeWatcher (``offer``); the Workers ``take`` and ``take_waiting``."""
+
     def __init__(
         self,
         settings: UploaderSettings,

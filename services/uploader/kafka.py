@@ -39,6 +39,9 @@ RECOVER_EVERY_S = 5.0  # a producer replaced after a broken sequence is not repl
 
 
 class ProducerPool:
+    """The aiokafka producers, one lane each (and one plain producer beside transactional lanes). Created by the
+    app; used by the Courier (as its ChunkSink), the StateTopic and FileTransactions."""
+
     def __init__(self, settings: UploaderSettings, max_message_bytes: int, outage: Outage) -> None:
         self._settings = settings
         self._max_message_bytes = max_message_bytes

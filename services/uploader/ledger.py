@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class SentLedger:
+    """Created by the app; filled by the StateTopic at start and by the Finisher, read by the Intake."""
+
     def __init__(self, max_files: int = 1_000_000, forget_after_s: float = float("inf")) -> None:
         self._max_files = max_files
         self._forget_after_s = forget_after_s

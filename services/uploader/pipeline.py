@@ -70,6 +70,9 @@ class Progress:
 
 
 class FileSender:
+    """One file (or a group of one-chunk files) from disk to acknowledged records: reads through ChunkReader,
+    frames (plain or sealed), hands records to the Courier. Created by the app; called by the Workers."""
+
     def __init__(
         self,
         *,

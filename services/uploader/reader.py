@@ -46,6 +46,9 @@ class _AsItIs:
 
 
 class ChunkReader:
+    """One file being read: owns its descriptor, its running hashes and the chunk read ahead. Made by FileSender
+    for each file."""
+
     def __init__(self, path: Path, expected: FileState, budget: ByteBudget, framing: Framing | None = None) -> None:
         self._path = path
         self._expected = expected

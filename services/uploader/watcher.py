@@ -65,6 +65,8 @@ def _inspect(paths: list[Path]) -> Found:
 
 
 class TreeWatcher:
+    """Owns the scans and the watchfiles watch of the input tree; feeds the Intake. Run by the app."""
+
     def __init__(
         self, root: Path, intake: Intake, rescan_interval_s: float, on_scan: Callable[[], None] = lambda: None
     ) -> None:

@@ -41,15 +41,17 @@ def _tree(source: Path) -> int:
     return 11
 
 
+@pytest.mark.parametrize("transactional", ["off", "on"])
 async def test_a_broker_killed_mid_transfer_and_restarted_loses_and_duplicates_nothing(
-    own_kafka: ApacheKafka, tmp_path: Path
+    own_kafka: ApacheKafka, tmp_path: Path, transactional: str
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
     target.mkdir()
     files = _tree(source)
     bootstrap = own_kafka.bootstrap
     topic = await TopicFactory(bootstrap).create()
-    settings = {"request_timeout": 10, "retry_backoff_max": 3, "state_topic": f"{topic}-state"}
+    settings = {"request_timeout": 10, "retry_backoff_max": 3, "state_topic": f"{topic}-state",
+                "transactional": transactional}  # fmt: skip
     async with daemon_pair(bootstrap, topic, source, target, tmp_path, **settings) as (up, down):
         await down.wait_for_log("big.bin (00001/")
         node = own_kafka.nodes[0]
