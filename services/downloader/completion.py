@@ -11,6 +11,7 @@ from streamsend.downloader.assembly import FileDescription
 from streamsend.downloader.published import PublishedLedger
 from streamsend.downloader.publisher import Publication, Publisher
 from streamsend.downloader.store import Staging, Store
+from streamsend.downloader.uploads import Uploads
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
 from streamsend.shared.seal import Refusal, SignatureCheck, Verdict
@@ -42,22 +43,20 @@ class Completion:
     """Files whose every chunk is in: verified, then published (at once or with their batch) or quarantined.
 
     Owns the publication ledger and the publications waiting for the end of a batch. Created by the app with
-    the Publisher injected; called by the Receiver (``complete``, ``flush``, ``was_published``, ``load``,
-    ``committed``, ``release``)."""
+    the Publisher injected; called by the Receiver (``complete``, ``flush``, ``load``, ``committed``,
+    ``release``). Holds the registry of uploads seen (``uploads``), whose published part it keeps in step with
+    the ledger."""
 
     def __init__(self, store: Store, publisher: Publisher, metrics: DownloaderMetrics) -> None:
         self._store = store
         self._publisher = publisher
         self._metrics = metrics
         self._ledger = PublishedLedger(store.work)
-        self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
+        self.uploads = Uploads()
         self._pending: list[tuple[Completed, Publication]] = []
 
     async def load(self, topic: str, partition: int) -> None:
-        self._published[partition] = await asyncio.to_thread(self._ledger.load, topic, partition)
-
-    def was_published(self, partition: int, upload_id: str) -> bool:
-        return upload_id in self._published.get(partition, {})
+        self.uploads.load_published(partition, await asyncio.to_thread(self._ledger.load, topic, partition))
 
     async def complete(self, item: Completed) -> list[Completed]:
         """Verify; a match is published now or at the end of the batch (``flush``), a mismatch kept aside.
@@ -103,7 +102,7 @@ class Completion:
             if publication.error is not None:
                 await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
                 continue
-            self._published.setdefault(item.partition, {})[item.file.upload_id] = item.offset
+            self.uploads.published(item.partition, item.file.upload_id, item.offset)
             if publication.unchanged:
                 log.info(
                     "%s final chunk, downloaded: %d bytes, sha256 %s verified: the published file is identical, "
@@ -136,13 +135,9 @@ class Completion:
 
     async def committed(self, topic: str, partition: int, offset: int) -> None:
         """The offset is committed: records before it are never read again, so their ledger entries can go."""
-        published = self._published.get(partition)
-        if not published:
-            return
-        kept = {upload_id: at for upload_id, at in published.items() if at >= offset}
-        if len(kept) < len(published):
-            self._published[partition] = kept
+        kept = self.uploads.prune_published(partition, offset)
+        if kept is not None:
             await asyncio.to_thread(self._ledger.rewrite, topic, partition, kept)
 
     def release(self, partition: int) -> None:
-        self._published.pop(partition, None)
+        self.uploads.release(partition)

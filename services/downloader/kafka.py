@@ -16,7 +16,8 @@ import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.admission import Record
+from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.shared import logs

@@ -17,38 +17,24 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from streamsend.downloader.admission import Admission, Record
 from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.store import Staging, Store
-from streamsend.shared.errors import ConflictError, ProtocolError, RefusedUpload
+from streamsend.downloader.uploads import Upload
+from streamsend.shared.errors import ConflictError
 from streamsend.shared.metrics import DownloaderMetrics
-from streamsend.shared.protocol import ChunkHeader, decode
-from streamsend.shared.seal import Opened, Opener, Verdict
+from streamsend.shared.protocol import ChunkHeader
+from streamsend.shared.seal import Opener, Verdict
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0
-REMEMBER_FINISHED = 100_000  # upload ids whose late duplicates are recognised and ignored
 INLINE_HASH_BYTES = 256 * 1024  # smaller one-chunk files are hashed on the event loop: cheaper than a hop
-REMEMBER_DROPPED = 10_000  # stale uploads that can still be rebuilt if their uploader comes back
-REJECT_LOG_BURST = 20  # rejected records logged one by one per reason and minute; the rest are summed up
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """The parts of a Kafka record the pipeline reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,55 +64,14 @@ class Rewind:
 Halt = NeedSpace | Rewind  # what stops a partition's batch at a record, which stays unconsumed
 
 
-class _Build:
-    """An upload being rebuilt: bookkeeping, staging file, running hash.
-
-    Only the SHA-256 is computed again here: it is what proves the file whole. The MD5 the uploader computed
-    over the same bytes is shown as sent; computing it a second time would cost a third of the downloader's
-    CPU for nothing the SHA-256 does not already guarantee.
-    """
-
-    def __init__(self, assembly: Assembly, staging: Staging, partition: int, now: float) -> None:
-        self.assembly = assembly
-        self.staging = staging
-        self.partition = partition
-        self.sha256 = hashlib.sha256()
-        self.last_seen = now
-        self.reported = now
-        self.verdict: Verdict | None = None  # whether a sealed file may be published (from its final chunk)
-
-    def fold(self, data: bytes) -> None:
-        self.sha256.update(data)
-
-
-class _RejectLog:
-    """Every rejected record is counted; the log gets a burst per reason and minute, then a summary."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._window: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, record: Record, reason: str, message: str) -> None:
-        now = self._clock()
-        start, count = self._window.get(reason, (now, 0))
-        if now - start >= 60:
-            if count > REJECT_LOG_BURST:
-                log.warning("... %d more records skipped as %s in the last minute", count - REJECT_LOG_BURST, reason)
-            start, count = now, 0
-        count += 1
-        self._window[reason] = (start, count)
-        if count <= REJECT_LOG_BURST:
-            log.warning(
-                "Skipped record %s-%d@%d (%s): %s", record.topic, record.partition, record.offset, reason, message
-            )
-
-
 class Receiver:
-    """Turns each partition's records into files: owns the uploads being rebuilt (their staging files and
-    hashes), each partition's watermark of committable offsets, and the memory of uploads finished or dropped.
+    """Turns each partition's records into files: opens sealed records, builds each upload in its staging
+    file (``uploads.Upload``), keeps each partition's watermark of committable offsets, and asks the registry
+    of uploads seen (``uploads.Uploads``, shared with Completion) what a record's upload is.
 
     Called by the consumer loop (``kafka.ConsumeLoop``), one record at a time per partition and a flush per
-    batch; hands complete uploads to the injected ``Completion`` for verification and publication.
+    batch; hands complete uploads to the injected ``Completion`` for verification and publication, and closes
+    its watermarks from what Completion returns as settled.
     """
 
     def __init__(
@@ -140,19 +85,15 @@ class Receiver:
         opener: Opener | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._opener = opener if opener is not None else Opener([], {})
+        self._admission = Admission(opener if opener is not None else Opener([], {}), metrics, clock)
         self._store = store
         self._metrics = metrics
         self._completion = completion
         self._stale_after_s = stale_after_s
         self._min_free_bytes = min_free_bytes
         self._clock = clock
-        self._builds: dict[str, _Build] = {}
-        self._by_path: dict[tuple[int, str, str], str] = {}
+        self._uploads = completion.uploads
         self._marks: dict[int, PartitionWatermark] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._dropped: OrderedDict[str, tuple[int, int]] = OrderedDict()  # stale: upload id -> partition, offset
-        self._reject_log = _RejectLog(clock)
 
     def committable(self, partition: int) -> int | None:
         mark = self._marks.get(partition)
@@ -164,33 +105,12 @@ class Receiver:
         if mark is None:
             mark = self._marks[record.partition] = PartitionWatermark()
             await self._completion.load(record.topic, record.partition)
-        opened = self._open(record)
+        opened = self._admission.admit(record)
         if opened is not None:
             halt = await self._chunk(record, opened.header, opened.data, mark, opened.verdict)
             if halt is not None:
                 return halt
         mark.handled(record.offset)
-        return None
-
-    def _open(self, record: Record) -> Opened | None:
-        """The record's chunk in plain form (sealed chunks opened), or None when it is skipped."""
-        try:
-            header = decode(record.headers, record.value)
-        except ProtocolError as exc:
-            self._reject(record, exc.reason, str(exc))
-            return None
-        assert record.value is not None  # decode refuses a record without a value
-        try:
-            return self._opener.open(header, record.value)
-        except ProtocolError as exc:
-            self._reject(record, exc.reason, str(exc))
-        except RefusedUpload as exc:
-            self._metrics.records_rejected.labels("refused").inc()
-            if exc.first:
-                shown = f"{header.uploader}/{header.path}"
-                log.warning("%s: upload %s refused, nothing written: %s", shown, header.upload_id, exc)
-                self._metrics.files_failed.labels(exc.reason).inc()
-                self._metrics.view.failed(header.upload_id, shown, f"refused: {exc}")
         return None
 
     async def _chunk(
@@ -201,19 +121,20 @@ class Receiver:
         mark: PartitionWatermark,
         verdict: Verdict | None = None,
     ) -> Halt | None:
-        if header.upload_id in self._finished:
+        uploads = self._uploads
+        if uploads.is_finished(header.upload_id):
             self._metrics.chunks_duplicate.inc()
             return None
-        if self._completion.was_published(record.partition, header.upload_id):
+        if uploads.was_published(record.partition, header.upload_id):
             log.info("%s: upload %s was published before a restart: not again", header.path, header.upload_id)
-            self._remember_finished(header.upload_id)
+            uploads.finish(header.upload_id)
             self._metrics.chunks_duplicate.inc()
             return None
-        dropped = self._dropped.pop(header.upload_id, None)
-        if dropped is not None and dropped[0] == record.partition and record.offset > dropped[1]:
+        dropped = uploads.take_dropped(header.upload_id)
+        if dropped is not None and dropped.partition == record.partition and record.offset > dropped.offset:
             # Its uploader was only cut off for longer than stale_after: rebuild it from its first chunk.
-            return Rewind(record.partition, dropped[1], header.path)
-        build = self._builds.get(header.upload_id)
+            return Rewind(record.partition, dropped.offset, header.path)
+        build = uploads.building(header.upload_id)
         if build is None:
             capacity = self._store.space().capacity
             if header.file_size > capacity:
@@ -265,7 +186,7 @@ class Receiver:
             else await asyncio.to_thread(lambda: hashlib.sha256(value).hexdigest())
         )
         mark.open(header.upload_id, record.offset)
-        self._remember_finished(header.upload_id)
+        self._uploads.finish(header.upload_id)
         self._metrics.chunks_received.inc()
         self._metrics.bytes_received.inc(len(value))
         log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", header.path, len(value))
@@ -284,7 +205,7 @@ class Receiver:
         )
         self._settle(settled)
 
-    async def _write(self, build: _Build, header: ChunkHeader, value: bytes) -> None:
+    async def _write(self, build: Upload, header: ChunkHeader, value: bytes) -> None:
         assembly = build.assembly
         in_turn = header.index == assembly.hashed
         await self._store.write(build.staging, header.offset, value, build.fold if in_turn else None)
@@ -301,7 +222,7 @@ class Receiver:
         self._metrics.view.progress(header.upload_id, build.assembly.received_bytes)
         self._progress(build, header)
 
-    def _progress(self, build: _Build, header: ChunkHeader) -> None:
+    def _progress(self, build: Upload, header: ChunkHeader) -> None:
         assembly = build.assembly
         count = assembly.file.count
         width = max(5, len(str(count)))
@@ -324,29 +245,26 @@ class Receiver:
 
     async def _supersede(self, partition: int, header: ChunkHeader) -> None:
         """A newer upload of a path makes the unfinished older one pointless."""
-        older = self._by_path.get((partition, header.uploader, header.path))
-        if older is not None and older in self._builds:
-            superseded = self._builds[older]
-            await self._drop(superseded, "superseded by a newer upload of the same file", "superseded")
-            self._remember_finished(older)
+        older = self._uploads.building_at(partition, header.uploader, header.path)
+        if older is not None:
+            await self._drop(older, "superseded by a newer upload of the same file", "superseded")
 
-    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> _Build:
-        key = (record.partition, header.uploader, header.path)
+    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> Upload:
         await self._supersede(record.partition, header)
         staging = await self._store.create(header.upload_id)
-        build = _Build(Assembly(header, record.offset), staging, record.partition, self._clock())
-        self._builds[header.upload_id] = build
-        self._by_path[key] = header.upload_id
+        build = Upload(Assembly(header, record.offset), staging, record.partition, self._clock())
+        self._uploads.add(build)
         mark.open(header.upload_id, record.offset)
-        self._metrics.open_assemblies.set(len(self._builds))
+        self._metrics.open_assemblies.set(len(self._uploads))
         self._metrics.view.start(header.upload_id, f"{header.uploader}/{header.path}", header.file_size)
         return build
 
-    async def _finish(self, build: _Build, record: Record) -> None:
+    async def _finish(self, build: Upload, record: Record) -> None:
         file = build.assembly.file
         assert build.assembly.digest is not None  # complete implies the final chunk arrived
-        self._forget(build, keep_open=True)
-        self._remember_finished(file.upload_id)
+        build.outcome = "complete"
+        self._uploads.finish(file.upload_id)  # its partition's watermark stays open until it is settled
+        self._metrics.open_assemblies.set(len(self._uploads))
         settled = await self._completion.complete(
             Completed(
                 file=file,
@@ -372,7 +290,8 @@ class Receiver:
             if mark is not None:
                 mark.close(item.file.upload_id)
 
-    async def _drop(self, build: _Build, why: str, reason: str, level: int = logging.WARNING) -> None:
+    async def _drop(self, build: Upload, why: str, reason: str, level: int = logging.WARNING) -> None:
+        """The upload leaves the registry unpublished: superseded, stale, or released with its partition."""
         file = build.assembly.file
         log.log(
             level,
@@ -385,44 +304,29 @@ class Receiver:
             self._metrics.view.abandoned(file.upload_id)
         else:
             self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", f"dropped: {why}")
-        self._forget(build)
-
-    def _forget(self, build: _Build, *, keep_open: bool = False) -> None:
-        """No more chunks for this upload; unless ``keep_open``, it stops holding commits back too."""
-        file = build.assembly.file
-        del self._builds[file.upload_id]
-        key = (build.partition, file.uploader, file.path)
-        if self._by_path.get(key) == file.upload_id:
-            del self._by_path[key]
+        build.outcome = reason
+        if reason == "superseded":
+            self._uploads.finish(file.upload_id)  # its late chunks are duplicates
+        else:
+            self._uploads.drop(build, stale=reason == "stale")
         mark = self._marks.get(build.partition)
-        if mark is not None and not keep_open:
+        if mark is not None:
             mark.close(file.upload_id)
-        self._metrics.open_assemblies.set(len(self._builds))
-
-    def _remember_finished(self, upload_id: str) -> None:
-        self._finished[upload_id] = None
-        while len(self._finished) > REMEMBER_FINISHED:
-            self._finished.popitem(last=False)
+        self._metrics.open_assemblies.set(len(self._uploads))
 
     def _reject(self, record: Record, reason: str, message: str) -> None:
-        self._metrics.records_rejected.labels(reason).inc()
-        where = f"record {record.topic}/{record.partition}@{record.offset}"
-        self._metrics.view.failed(None, where, f"rejected ({reason}): {message}")
-        self._reject_log(record, reason, message)
+        self._admission.reject(record, reason, message)
 
     async def sweep(self) -> None:
         """Drop uploads that went quiet: their uploader gave up on them, and they hold back commits."""
         now = self._clock()
-        for build in [b for b in self._builds.values() if now - b.last_seen > self._stale_after_s]:
+        for build in [b for b in self._uploads if now - b.last_seen > self._stale_after_s]:
             await self._drop(build, f"no chunk for {self._stale_after_s:.0f} s", "stale")
-            self._dropped[build.assembly.file.upload_id] = (build.partition, build.assembly.first_offset)
-            while len(self._dropped) > REMEMBER_DROPPED:
-                self._dropped.popitem(last=False)
 
     def touch(self) -> None:
         """Restart every upload's quiet timer (after a pause that was ours, not the uploader's)."""
         now = self._clock()
-        for build in self._builds.values():
+        for build in self._uploads:
             build.last_seen = now
 
     async def committed(self, topic: str, partition: int, offset: int) -> None:
@@ -430,7 +334,7 @@ class Receiver:
 
     async def release(self, partitions: Sequence[int], why: str) -> None:
         """Forget partitions (revoked, or shutting down): their unfinished uploads are dropped cleanly."""
-        for build in [b for b in self._builds.values() if b.partition in partitions]:
+        for build in [b for b in self._uploads if b.partition in partitions]:
             await self._drop(build, why, "released", logging.INFO)
         for partition in partitions:
             self._marks.pop(partition, None)

@@ -14,9 +14,10 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from streamsend.downloader.admission import Record
 from streamsend.downloader.completion import Completion
 from streamsend.downloader.kafka import ConsumeLoop
-from streamsend.downloader.pipeline import Receiver, Record
+from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store

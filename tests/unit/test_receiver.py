@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
+from streamsend.downloader.admission import Record
 from streamsend.downloader.completion import Completion
-from streamsend.downloader.pipeline import NeedSpace, Receiver, Record, Rewind
+from streamsend.downloader.pipeline import NeedSpace, Receiver, Rewind
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.store import Store
 from streamsend.shared.keys import Identity, Recipient
