@@ -11,11 +11,37 @@ from collections import deque
 from collections.abc import Callable
 
 
+class Reservation:
+    """Bytes held in the budget for one record (or, until ``split``, for a group of them). It travels with
+    its bytes, from the reader to the record to the Courier, and is released once, by whoever holds it when the
+    bytes are no longer needed: acknowledged, failed for good, or never handed over. A second release does
+    nothing, so no path can free bytes twice or free bytes it does not hold."""
+
+    __slots__ = ("_budget", "_released", "size")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._budget.release(self.size)
+
+    def split(self, sizes: list[int]) -> list[Reservation]:
+        """This reservation as parts of these sizes (they add up to it), each released on its own."""
+        if self._released or sum(sizes) != self.size:
+            raise ValueError(f"cannot split {self.size} bytes{' released' if self._released else ''} into {sizes}")
+        self._released = True
+        return [Reservation(self._budget, size) for size in sizes]
+
+
 class ByteBudget:
-    """The bytes of chunks read and not yet acknowledged. Created by the app and held by the Courier; reserved by
-    ChunkReader (each chunk before it is read) and FileSender (a group of small files), released by the
-    Courier once Kafka acknowledges a record or it fails for good, or by the reserver when a record is never
-    handed over."""
+    """The bytes of chunks read and not yet acknowledged. Created by the app and held by the Courier; a
+    ``Reservation`` is taken by ChunkReader (each chunk before it is read) or FileSender (a group of small
+    files), handed on with the record it belongs to, and released by the Courier once Kafka acknowledges the
+    record or it fails for good, or by its holder when the record is never handed over."""
 
     def __init__(self, limit: int, on_change: Callable[[int], None] | None = None) -> None:
         self._limit = limit
@@ -26,6 +52,10 @@ class ByteBudget:
     @property
     def used(self) -> int:
         return self._used
+
+    async def reserve(self, size: int) -> Reservation:
+        await self.acquire(size)
+        return Reservation(self, size)
 
     async def acquire(self, size: int) -> None:
         if not self._waiters and self._fits(size):

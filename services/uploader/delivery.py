@@ -19,7 +19,7 @@ from streamsend.shared.access import REFUSALS
 from streamsend.shared.errors import PermanentSendError, TransactionFault
 from streamsend.shared.protocol import Headers
 from streamsend.shared.retry import Backoff, Outage, describe
-from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.budget import ByteBudget, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,12 @@ class OutgoingRecord:
     headers: Headers
     partition: int
     index: int  # chunk index, for progress reports
+    reservation: Reservation | None = None  # its bytes in the budget: released once it is settled
+
+    def settled(self) -> None:
+        """Acknowledged, failed for good, or never to be sent: its bytes leave the budget."""
+        if self.reservation is not None:
+            self.reservation.release()
 
 
 class ChunkSink(Protocol):
@@ -98,7 +104,7 @@ class FileDelivery:
         try:
             ack = await self._enqueue(record)
         except BaseException:
-            self._courier.budget.release(len(record.value))
+            record.settled()
             raise
         self._group.create_task(self._confirm(record, ack))
 
@@ -126,7 +132,7 @@ class FileDelivery:
                     self._on_ack(record)
                     return
         finally:
-            courier.budget.release(len(record.value))
+            record.settled()
 
     async def _pause_or_raise(self, exc: Exception, backoff: Backoff) -> None:
         courier = self._courier

@@ -118,19 +118,19 @@ class FileSender:
         budget = self._courier.budget
         framings = [self._framing(ready, new_upload_id()) for ready in group]
         sizes = [ready.state.size + framing.extra_bytes(True) for ready, framing in zip(group, framings, strict=True)]
-        await budget.acquire(sum(sizes))
+        reservation = await budget.reserve(sum(sizes))
         try:
             wholes = await asyncio.to_thread(
                 read_many, [(ready.path, ready.state, framing) for ready, framing in zip(group, framings, strict=True)]
             )
         except BaseException:
-            budget.release(sum(sizes))
+            reservation.release()
             raise
         outcomes: list[SentFile | Exception] = []
         records: list[OutgoingRecord] = []
-        for ready, framing, size, whole in zip(group, framings, sizes, wholes, strict=True):
+        for ready, framing, part, whole in zip(group, framings, reservation.split(sizes), wholes, strict=True):
             if isinstance(whole, Exception):
-                budget.release(size)
+                part.release()
                 outcomes.append(whole)
                 continue
             name = ready.wire_path
@@ -138,7 +138,7 @@ class FileSender:
             header = framing.header(Span(0, 0, ready.state.size), whole.crc32c, whole.digest)
             upload_id = header.upload_id
             partition = partition_for(self._uploader, name, self._partitions())
-            records.append(OutgoingRecord(record_key(upload_id), whole.data, encode(header), partition, 0))
+            records.append(OutgoingRecord(record_key(upload_id), whole.data, encode(header), partition, 0, part))
             outcomes.append(SentFile(name, ready.state.size, ready.state.mtime_ns, whole.digest.sha256,
                                      whole.digest.md5, upload_id, 0.0))  # fmt: skip
         handed = 0
@@ -149,7 +149,7 @@ class FileSender:
                     await delivery.send(record)
         except BaseException as exc:
             for record in records[handed:]:
-                budget.release(len(record.value))
+                record.settled()
             if not isinstance(exc, Exception) or transactions is not None:
                 raise
             return [exc if isinstance(outcome, SentFile) else outcome for outcome in outcomes]
@@ -209,15 +209,17 @@ class FileSender:
             self._courier.file(lane, acked) as delivery,
             contextlib.aclosing(reader.chunks(spans(size, chunk_size))) as chunks,
         ):
-            async for span, data, crc in chunks:
+            async for span, data, crc, reservation in chunks:
                 try:
                     if self._stop.is_set():
                         raise Interrupted(f"interrupted by shutdown after {span.index} of {count} chunks")
                     final = span.index == count - 1
                     header = framing.header(span, crc, reader.digest() if final else None)
-                    record = OutgoingRecord(record_key(upload_id), data, encode(header), partition, span.index)
+                    record = OutgoingRecord(
+                        record_key(upload_id), data, encode(header), partition, span.index, reservation
+                    )
                 except BaseException:
-                    budget.release(len(data))
+                    reservation.release()
                     raise
                 await delivery.send(record)
                 uncommitted += len(data)

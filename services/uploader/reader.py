@@ -27,7 +27,7 @@ from types import TracebackType
 
 from streamsend.shared.errors import FileChangedError
 from streamsend.shared.protocol import FileDigest, crc32c
-from streamsend.uploader.budget import ByteBudget
+from streamsend.uploader.budget import ByteBudget, Reservation
 from streamsend.uploader.files import FileState, state_of
 from streamsend.uploader.framing import Framing
 from streamsend.uploader.planner import Span
@@ -72,37 +72,38 @@ class ChunkReader:
     def _open(self) -> int:
         return _open_checked(self._path, self._expected)
 
-    async def chunks(self, spans: Iterable[Span]) -> AsyncGenerator[tuple[Span, bytes, int]]:
-        """Every chunk's record value in order with its CRC32C, its bytes reserved in the budget (the caller
-        hands the reservation on, or releases it); the next chunk is read while this one is sent."""
+    async def chunks(self, spans: Iterable[Span]) -> AsyncGenerator[tuple[Span, bytes, int, Reservation]]:
+        """Every chunk's record value in order with its CRC32C and its reservation in the budget (the caller
+        hands the reservation on with the record, or releases it); the next chunk is read while this one is
+        sent."""
         planned = list(spans)
-        ahead: asyncio.Task[tuple[bytes, int]] | None = None
+        ahead: asyncio.Task[tuple[bytes, int, Reservation]] | None = None
         try:
             for position, span in enumerate(planned):
                 if ahead is None:
                     ahead = asyncio.create_task(self._reserve_and_read(span, position == len(planned) - 1))
-                data, crc = await ahead
+                data, crc, reservation = await ahead
                 ahead = None
                 if position + 1 < len(planned):
                     following = planned[position + 1]
                     ahead = asyncio.create_task(self._reserve_and_read(following, position + 2 == len(planned)))
-                yield span, data, crc
+                yield span, data, crc, reservation
         finally:
             if ahead is not None:  # a chunk read ahead but never handed out: wait for it, and free it
                 try:
-                    data, _crc = await ahead
-                    self._budget.release(len(data))
+                    _data, _crc, reservation = await ahead
+                    reservation.release()
                 except BaseException:
                     pass
 
-    async def _reserve_and_read(self, span: Span, last: bool) -> tuple[bytes, int]:
-        size = span.length + self._framing.extra_bytes(last)  # what the value will be: what the courier frees
-        await self._budget.acquire(size)
+    async def _reserve_and_read(self, span: Span, last: bool) -> tuple[bytes, int, Reservation]:
+        reservation = await self._budget.reserve(span.length + self._framing.extra_bytes(last))  # the value's size
         try:
-            return await asyncio.to_thread(self._read, span, last)
+            data, crc = await asyncio.to_thread(self._read, span, last)
         except BaseException:
-            self._budget.release(size)
+            reservation.release()
             raise
+        return data, crc, reservation
 
     def _read(self, span: Span, last: bool) -> tuple[bytes, int]:
         fd = self._fd

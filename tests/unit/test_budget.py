@@ -58,3 +58,24 @@ async def test_a_cancelled_waiter_gives_way() -> None:
     budget.release(100)
     await behind
     assert budget.used == 50
+
+
+async def test_a_reservation_is_released_once_whoever_releases_it() -> None:
+    budget = ByteBudget(100)
+    reservation = await budget.reserve(60)
+    assert budget.used == 60
+    reservation.release()
+    reservation.release()
+    assert budget.used == 0
+
+
+async def test_a_group_reservation_splits_into_parts_released_on_their_own() -> None:
+    budget = ByteBudget(100)
+    first, second = (await budget.reserve(70)).split([30, 40])
+    first.release()
+    assert budget.used == 40
+    second.release()
+    second.release()
+    assert budget.used == 0
+    with pytest.raises(ValueError, match="released"):
+        first.split([30])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Iterator
 
@@ -46,8 +47,8 @@ def _record(index: int, size: int = 10) -> OutgoingRecord:
 
 async def _send(courier: Courier, delivery: FileDelivery, record: OutgoingRecord) -> None:
     """As the reader does: reserve the bytes, then hand the record over with its reservation."""
-    await courier.budget.acquire(len(record.value))
-    await delivery.send(record)
+    reservation = await courier.budget.reserve(len(record.value))
+    await delivery.send(dataclasses.replace(record, reservation=reservation))
 
 
 def _courier(sink: FakeSink, outage: Outage, budget: ByteBudget | None = None) -> Courier:

@@ -20,9 +20,9 @@ async def _read_all(path: Path, budget: ByteBudget | None = None, chunk: int = 4
     budget = budget or ByteBudget(1 << 20)
     got = b""
     async with ChunkReader(path, state_of(path.lstat()), budget) as reader:
-        async for span, data, crc in reader.chunks(spans(path.stat().st_size, chunk)):
-            assert crc == crc32c(data) and len(data) == span.length
-            budget.release(len(data))
+        async for span, data, crc, reservation in reader.chunks(spans(path.stat().st_size, chunk)):
+            assert crc == crc32c(data) and len(data) == span.length == reservation.size
+            reservation.release()
             got += data
     return got
 
@@ -34,9 +34,9 @@ async def test_reads_every_chunk_with_its_crc_and_the_whole_file_digest(tmp_path
     budget = ByteBudget(1 << 20)
     async with ChunkReader(path, state_of(path.lstat()), budget) as reader:
         got = b""
-        async for _span, chunk, _crc in reader.chunks(spans(len(data), 4096)):
+        async for _span, chunk, _crc, reservation in reader.chunks(spans(len(data), 4096)):
             got += chunk
-            budget.release(len(chunk))
+            reservation.release()
         digest = reader.digest()
     assert got == data
     assert digest.sha256 == hashlib.sha256(data).hexdigest()
@@ -52,10 +52,11 @@ async def test_chunks_read_ahead_are_counted_in_the_budget_and_freed_when_abando
         ChunkReader(path, state_of(path.lstat()), budget) as reader,
         contextlib.aclosing(reader.chunks(spans(40_000, 4096))) as chunks,
     ):
-        async for _span, chunk, _crc in chunks:
+        async for _span, _chunk, _crc, reservation in chunks:
             await asyncio.sleep(0.01)  # the next chunk is read meanwhile
             assert budget.used == 2 * 4096  # this one and the one read ahead
-            budget.release(len(chunk))
+            reservation.release()
+            reservation.release()  # a second release frees nothing more
             break
     assert budget.used == 0
 
@@ -82,10 +83,10 @@ async def test_truncation_while_reading_is_noticed(tmp_path: Path) -> None:
     budget = ByteBudget(8192)  # one chunk in hand and one ahead: the third is read after the cut
     with pytest.raises(FileChangedError, match="truncated"):
         async with ChunkReader(path, state_of(path.lstat()), budget) as reader:
-            async for span, chunk, _crc in reader.chunks(spans(100_000, 4096)):
+            async for span, _chunk, _crc, reservation in reader.chunks(spans(100_000, 4096)):
                 if span.index == 0:
                     os.truncate(path, 5000)
-                budget.release(len(chunk))
+                reservation.release()
     assert budget.used == 0
 
 
@@ -95,11 +96,11 @@ async def test_an_append_before_the_last_chunk_is_read_is_noticed(tmp_path: Path
     budget = ByteBudget(8192)
     with pytest.raises(FileChangedError, match="changed while being read"):
         async with ChunkReader(path, state_of(path.lstat()), budget) as reader:
-            async for span, chunk, _crc in reader.chunks(spans(100_000, 4096)):
+            async for span, _chunk, _crc, reservation in reader.chunks(spans(100_000, 4096)):
                 if span.index == 0:
                     with path.open("ab") as more:
                         more.write(b"b")
-                budget.release(len(chunk))
+                reservation.release()
 
 
 async def test_a_file_gone_or_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
