@@ -3,7 +3,6 @@ and the demo command."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from streamsend.demo.broker import free_port
 from streamsend.demo.verify import file_sha256
 from tests.support.brokers import BROKERS, Broker, require_kafka
 from tests.support.daemons import downloader, uploader
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, records
 from tests.support.processes import DaemonProcess, daemon_env
 from tests.support.waiting import wait_until
 
@@ -55,7 +54,16 @@ async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
         assert code == 0, first.log()[-3000:]
         assert "interrupted by shutdown" in first.log()
         assert "Uploader stopped" in first.log()
-        await asyncio.sleep(1)
+        sent = len(await records(broker.bootstrap, topic))
+        await wait_until(
+            lambda: (
+                down.metric("streamsend_downloader_chunks_received_total")
+                + down.metric("streamsend_downloader_chunks_duplicate_total")
+                >= sent
+            ),
+            60,
+            "every chunk sent so far, at the downloader",
+        )
         assert not (target / "edge-1" / "big.bin").exists()  # never half-written at its final path
         second = await DaemonProcess("uploader", tmp_path / "up2.log", env).start()
         try:

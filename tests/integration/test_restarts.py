@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from streamsend.demo.verify import compare_trees, tree_files
 from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, records
 from tests.support.waiting import wait_until
 
 
@@ -136,7 +135,13 @@ async def test_a_sent_file_absent_long_enough_is_forgotten(
         await wait_until(lambda: up.metric("streamsend_uploader_files_sent_total") == 1, 30, "the send")
         path.unlink()
         await wait_until(lambda: "report.csv: gone from the tree for a while: forgotten" in caplog.text, 30, "aging")
-        await asyncio.sleep(0.5)  # the tombstone is written
+
+        async def tombstone() -> bool:
+            return any(
+                r.value is None and r.key.endswith(b"report.csv") for r in await records(broker.bootstrap, state)
+            )
+
+        await wait_until(tombstone, 30, "the tombstone on the state topic")
     caplog.clear()
     path.write_bytes(b"a,b\n1,2\n")
     os.utime(path, ns=(stamp, stamp))  # the very same file comes back
