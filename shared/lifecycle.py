@@ -28,7 +28,12 @@ T = TypeVar("T")
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(tls: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if tls:
+        # uvloop's TLS transports may spin at close until the peer sends EOF (MagicStack/uvloop#471): seen
+        # holding a Kafka client's stop, and the process after it, for minutes. asyncio's own loop closes them.
+        log.info("TLS connections: running on asyncio's own event loop")
+        return None
     try:
         import uvloop
     except ImportError:
@@ -37,10 +42,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run(main: Main, *, grace_s: float) -> int:
+def run(main: Main, *, grace_s: float, tls: bool = False) -> int:
     """Run ``main(stop_event)`` until it returns, fails, or a signal stops it; return the exit code."""
     tune_allocator()
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory(tls)) as runner:
         return runner.run(supervise(main, grace_s=grace_s))
 
 

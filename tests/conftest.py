@@ -7,6 +7,7 @@ does not matter to what it shows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 
 import pytest
@@ -17,8 +18,12 @@ from streamsend.demo.kafka_broker import ApacheKafka
 from tests.support.brokers import BROKERS, Broker, require_kafka
 from tests.support.kafka import TopicFactory
 
+TLS_MODULES = ("test_kafka_security", "test_secure")  # the daemons run TLS on asyncio's loop (shared/lifecycle.py)
+
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, object]:
+    if item.path.stem in TLS_MODULES:
+        return {"asyncio": asyncio.new_event_loop}
     return {"uvloop": uvloop.new_event_loop}
 
 

@@ -38,7 +38,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"streamsend downloader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
     logs.configure(settings.log_level, settings.log_format)
-    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace)
+    tls = settings.security_protocol in ("SSL", "SASL_SSL")
+    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
 
 
 async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:

@@ -74,7 +74,7 @@ def _bad_records(rng: random.Random) -> tuple[list[dict[str, Any]], Counter[str]
         add(_set(good.headers, protocol.MTIME_NS, b"yesterday"), good.value, "malformed")
         add(_set(good.headers, protocol.UPLOAD_ID, rng.choice([b"x", b"A" * 32, b"0" * 31])), good.value, "malformed")
         # versions this downloader does not know
-        add(_set(good.headers, protocol.VERSION, rng.choice([b"2", b"99", b"0", b"v1"])), good.value, "version")
+        add(_set(good.headers, protocol.VERSION, rng.choice([b"3", b"99", b"0", b"v1"])), good.value, "version")
         # every form of path traversal, and hostile uploader names
         add(_set(good.headers, protocol.PATH, rng.choice(HOSTILE_PATHS).encode()), good.value, "unsafe_path")
         add(_set(good.headers, protocol.UPLOADER, rng.choice(HOSTILE_UPLOADERS).encode()), good.value, "unsafe_path")

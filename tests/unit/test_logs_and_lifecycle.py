@@ -111,3 +111,12 @@ async def test_next_or_stop() -> None:
     queue.put_nowait(2)
     assert await lifecycle.next_or_stop(queue, stop) is None
     assert queue.qsize() == 1
+
+
+def test_tls_runs_on_asyncio_loop_and_the_rest_on_uvloop() -> None:
+    import uvloop
+
+    from streamsend.shared.lifecycle import _loop_factory
+
+    assert _loop_factory(tls=True) is None  # uvloop's TLS close can spin until the peer's EOF
+    assert _loop_factory(tls=False) is uvloop.new_event_loop
