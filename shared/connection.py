@@ -18,10 +18,13 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
+from streamsend.shared import kafka_compat
 from streamsend.shared.errors import SettingsError
 from streamsend.shared.faults import tls_failure
 from streamsend.shared.retry import describe
 from streamsend.shared.settings import CommonSettings
+
+kafka_compat.install()  # before any client exists: every daemon builds its clients with client_options
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,10 @@ async def stop_client(client: Any, timeout_s: float) -> None:
         await asyncio.wait_for(client.stop(), timeout_s)
     except TimeoutError:
         log.warning("Kafka client did not stop within %.0f s: closed without a final flush", timeout_s)
+        try:
+            await kafka_compat.close_abandoned(client, timeout_s)
+        except TimeoutError:
+            log.warning("Kafka client connections did not close within %.0f s: left open", timeout_s)
 
 
 # Faults of the connection itself that no retry mends: they name settings to fix.

@@ -105,6 +105,10 @@ class DownloaderMetrics(KafkaMetrics):
             registry=r,
         )  # fmt: skip
         self.paused = Gauge("streamsend_downloader_paused", "1 while consumption waits for disk space", registry=r)
+        self.consumers_replaced = Counter(
+            "streamsend_downloader_consumers_replaced",
+            "Kafka consumers found stuck (no commit while the broker answered) and replaced", registry=r,
+        )  # fmt: skip
         self.is_paused = False
 
     def set_paused(self, paused: bool) -> None:

@@ -3,7 +3,8 @@
 Offsets are committed only up to the receiver's watermark. On a rebalance the revoked partitions are
 committed, then their unfinished uploads dropped: their new owner rebuilds them from the first chunk.
 When the output filesystem fills up, every partition is paused at the record that did not fit, and
-consumption resumes by itself once space returns.
+consumption resumes by itself once space returns. A consumer that cannot commit while the broker answers is
+stuck (stuck.py) and is replaced by a new one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from streamsend.downloader.admission import Record
 from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
+from streamsend.downloader.stuck import CommitWatch
 from streamsend.shared import logs
 from streamsend.shared.connection import client_options, stop_client
 from streamsend.shared.faults import is_transient
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SPACE_CHECK_S = 2.0
 PROBE_EVERY_S = 5.0
+STUCK_AFTER_TIMEOUTS = 3  # commits failing this many request timeouts while the broker answers: see stuck.py
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -67,6 +70,7 @@ class ConsumeLoop:
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
         self._waiting: NeedSpace | None = None
+        self._watch = CommitWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
 
     def _new_consumer(self) -> Any:
         s = self._settings
@@ -95,32 +99,61 @@ class ConsumeLoop:
         return consumer
 
     async def run(self, stop: asyncio.Event) -> None:
+        while await self._run_consumer(stop):
+            self._metrics.consumers_replaced.inc()
+
+    async def _run_consumer(self, stop: asyncio.Event) -> bool:
+        """One consumer, until ``stop`` (False) or until it is stuck (True: the caller starts a new one)."""
         self._consumer = await retry_forever(
             self._start, outage=self._outage, is_transient=is_transient, backoff_max_s=self._settings.retry_backoff_max
         )
         consumer = self._consumer
         consumer.subscribe([self._settings.topic], listener=_Rebalance(self))
         log.info("Joined consumer group %s on topic %s", self._settings.group_id, self._settings.topic)
+        stuck = False
         try:
+            ended = asyncio.Event()
             async with asyncio.TaskGroup() as group:
                 group.create_task(
                     probe_forever(
-                        consumer.topics,
+                        self._probe,
                         outage=self._outage,
                         interval_s=PROBE_EVERY_S,
                         timeout_s=self._settings.request_timeout,
-                        stop=stop,
+                        stop=ended,
                     )
                 )
-                await self._fetch_loop(stop)
+                try:
+                    stuck = await self._fetch_loop(stop)
+                finally:
+                    ended.set()
         finally:
             async with self._lock:
                 await self._receiver.flush()
-                await self._commit(None)
-                await self._receiver.release(list({tp.partition for tp in consumer.assignment()}), "shutting down")
+                if not stuck:  # a stuck consumer would only time out once more
+                    await self._commit(None)
+                reason = "the Kafka consumer is replaced" if stuck else "shutting down"
+                await self._receiver.release(list({tp.partition for tp in consumer.assignment()}), reason)
             await stop_client(consumer, self._settings.request_timeout)
+        if stuck:
+            self._forget_consumer()
+        return stuck
 
-    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+    async def _probe(self) -> None:
+        await self._consumer.topics()
+        self._watch.broker_answered()
+
+    def _forget_consumer(self) -> None:
+        """The next consumer starts from the committed offsets, unpaused: whatever does not fit pauses it again."""
+        self._committed.clear()
+        self._next.clear()
+        self._watch.reset()
+        if self._waiting is not None:
+            self._waiting = None
+            self._metrics.set_paused(False)
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> bool:
+        """Until ``stop`` (False), or until the consumer is stuck (True)."""
         consumer = self._consumer
         while not stop.is_set():
             if self._waiting is not None:
@@ -135,6 +168,14 @@ class ConsumeLoop:
                     await self._receiver.sweep()
                 await self._commit(None)
             self._report_lag()
+            if self._watch.stuck():
+                log.error(
+                    "Offsets not committed for %.0f s while Kafka answers other requests: the Kafka consumer is"
+                    " stuck and is replaced by a new one (files in progress are read again from the last commit)",
+                    self._watch.failing_for(),
+                )
+                return True
+        return False
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -200,9 +241,11 @@ class ConsumeLoop:
             if not is_transient(exc):
                 raise
             self._outage.failed(exc)
+            self._watch.commit_failed()
         else:
             self._committed.update(offsets)
             self._outage.succeeded()
+            self._watch.commit_succeeded()
             for tp, offset in offsets.items():
                 await self._receiver.committed(tp.topic, tp.partition, offset)
 

@@ -1,0 +1,79 @@
+"""aiokafka on uvloop: a write to a connection the broker has just closed must fail as a Kafka connection error.
+
+asyncio's transports ignore a write after close; uvloop's raise ``RuntimeError`` ("unable to perform operation
+on <TCPTransport closed=True>; the handler is closed"). aiokafka 0.14 expects only ``OSError`` there
+(aio-libs/aiokafka#1038), so the ``RuntimeError`` escapes whatever task was sending. When that task is the
+client's metadata synchronizer, which happens when a broker dies just as a metadata refresh starts, the
+synchronizer is gone for good: every later metadata refresh waits forever, the consumer group coordinator is
+never found again, and each offset commit times out while fetching goes on. A downloader then crawls at one
+fetch per commit timeout until it is restarted.
+
+``install`` wraps the two methods that write (``send`` and the SASL token exchange) so that this error closes
+the connection and becomes the ``KafkaConnectionError`` aiokafka already retries. Called once, at import of
+``streamsend.shared.connection``, before any client exists.
+
+``close_abandoned`` finishes a client whose ``stop()`` was given up on: aiokafka's ``stop()`` closes the group
+coordinator, then the fetcher or sender, then the connections, each waiting for the one before; cut short, it
+leaves every background task running and every connection open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import aiokafka.errors as kafka_errors
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+
+_CLOSED = "the handler is closed"  # uvloop's words for a transport already closed
+
+
+def _writes_as_connection_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(conn, *args, **kwargs)
+        except RuntimeError as exc:
+            if _CLOSED not in str(exc):
+                raise
+            address = f"{conn.host}:{conn.port}"
+            conn.close(reason=CloseReason.CONNECTION_BROKEN, exc=exc)
+            raise kafka_errors.KafkaConnectionError(f"Connection at {address} broken: {exc}") from exc
+
+    wrapper.__streamsend_compat__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install() -> None:
+    """Idempotent."""
+    for name in ("send", "_send_sasl_token"):
+        method = getattr(AIOKafkaConnection, name)
+        if not getattr(method, "__streamsend_compat__", False):
+            setattr(AIOKafkaConnection, name, _writes_as_connection_errors(method))
+
+
+_BACKGROUND = {  # attribute holding a part of a client: the attributes of that part holding its tasks
+    "_coordinator": ("_coordination_task", "_heartbeat_task", "_commit_refresh_task", "_reset_committed_task"),
+    "_fetcher": ("_fetch_task",),
+    "_sender": ("_sender_task",),
+}
+
+
+async def close_abandoned(client: Any, timeout_s: float) -> None:
+    """Cancel the background tasks of a producer or consumer whose stop did not finish, and close its
+    connections; a task that ignores its cancellation is left after ``timeout_s`` rather than waited for."""
+    tasks: list[asyncio.Future[Any]] = []
+    for part_name, task_names in _BACKGROUND.items():
+        part = getattr(client, part_name, None)
+        tasks += [getattr(part, name, None) for name in task_names]  # type: ignore[misc]
+        tasks += list(getattr(part, "_pending_tasks", ()))
+    running = [task for task in tasks if isinstance(task, asyncio.Future) and not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running, timeout=timeout_s)
+    kafka_client = getattr(client, "_client", None) or getattr(client, "client", None)
+    if kafka_client is not None:
+        await asyncio.wait_for(kafka_client.close(), timeout_s)
