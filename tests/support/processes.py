@@ -109,6 +109,7 @@ def assert_alive(*daemons: DaemonProcess) -> None:
 _LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
 _VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified(?: \(md5 [0-9a-f]+\))?$")
 _IDENTICAL = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified: the published file is identical, ")
+_PUBLISHED_BEFORE = re.compile(r"^(\S.*?): upload [0-9a-f]+ was published before a restart: not again$")
 
 
 def messages(log: str) -> list[str]:
@@ -124,3 +125,9 @@ def published(messages_: list[str]) -> list[str]:
 def found_identical(messages_: list[str]) -> list[str]:
     """Paths the downloader received again, identical to the file already published, and left as they were."""
     return [match.group(1) for message in messages_ if (match := _IDENTICAL.match(message))]
+
+
+def published_before(messages_: list[str]) -> list[str]:
+    """Paths read again after a restart whose upload the published ledger lists: the killed process published
+    them, possibly before it could log so."""
+    return [match.group(1) for message in messages_ if (match := _PUBLISHED_BEFORE.match(message))]
