@@ -64,10 +64,10 @@ _BACKGROUND = {  # attribute holding a part of a client: the attributes of that 
 async def close_abandoned(client: Any, timeout_s: float) -> None:
     """Cancel the background tasks of a producer or consumer whose stop did not finish, and close its
     connections; a task that ignores its cancellation is left after ``timeout_s`` rather than waited for."""
-    tasks: list[asyncio.Future[Any]] = []
+    tasks: list[Any] = []
     for part_name, task_names in _BACKGROUND.items():
         part = getattr(client, part_name, None)
-        tasks += [getattr(part, name, None) for name in task_names]  # type: ignore[misc]
+        tasks += [getattr(part, name, None) for name in task_names]
         tasks += list(getattr(part, "_pending_tasks", ()))
     running = [task for task in tasks if isinstance(task, asyncio.Future) and not task.done()]
     for task in running:

@@ -22,17 +22,10 @@ from streamsend.shared.keys import Identity, Recipient
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest, crc32c
 from streamsend.shared.seal import Opener, Sealer
+from tests.support.clock import Clock
 from tests.support.records import Chunk, chunks_of, sealed_chunks_of
 
 DATA = os.urandom(10_000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Harness:

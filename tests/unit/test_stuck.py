@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from streamsend.downloader.stuck import CommitWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def _watch() -> tuple[CommitWatch, Clock]:
-    clock = Clock()
+    clock = Clock(100.0)
     return CommitWatch(after_s=30, clock=clock), clock
 
 

@@ -4,18 +4,11 @@ import json
 
 from streamsend.shared.view import MAX_IN_FLIGHT_SHOWN, TransferView
 from streamsend.status.render import bar, human, render
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def _view(history: int = 3) -> tuple[TransferView, Clock]:
-    clock = Clock()
+    clock = Clock(1000.0)
     return TransferView("downloader", history, clock=clock, wall=lambda: 1_800_000_000 + clock.now), clock
 
 
