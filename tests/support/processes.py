@@ -89,9 +89,19 @@ async def daemon_pair(
         await down.start()
         await up.start()
         yield up, down
+    except BaseException:
+        show_tails(up, down)
+        raise
     finally:
         await up.kill()
         await down.kill()
+
+
+def show_tails(*daemons: DaemonProcess, lines: int = 60) -> None:
+    """Print the end of each log, which pytest shows beside a failure: a CI run leaves nothing else."""
+    for daemon in daemons:
+        tail = daemon.log().splitlines()[-lines:]
+        print(f"----- last {len(tail)} lines of the {daemon.role} log ({daemon.log_file}) -----", *tail, sep="\n")
 
 
 async def stop_cleanly(*daemons: DaemonProcess) -> None:
