@@ -56,8 +56,15 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _PERMANENT):
         return False
     if isinstance(exc, kafka_errors.KafkaError):
-        return bool(exc.retriable) or isinstance(exc, _TRANSIENT)
+        return bool(exc.retriable) or isinstance(exc, _TRANSIENT) or client_failure(exc)
     return isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError)
+
+
+def client_failure(exc: BaseException) -> bool:
+    """The bare KafkaError that aiokafka raises when one of its own background tasks fails ("Unexpected error
+    during batch delivery", "... during coordination"): the client is broken, not the request. The producer pool
+    and the consume loop replace such a client, so trying again can succeed."""
+    return type(exc) is kafka_errors.KafkaError
 
 
 def tls_failure(exc: BaseException) -> ssl.SSLError | None:

@@ -3,8 +3,9 @@
 Offsets are committed only up to the receiver's watermark. On a rebalance the revoked partitions are
 committed, then their unfinished uploads dropped: their new owner rebuilds them from the first chunk.
 When the output filesystem fills up, every partition is paused at the record that did not fit, and
-consumption resumes by itself once space returns. A consumer that cannot commit while the broker answers is
-stuck (stuck.py) and is replaced by a new one.
+consumption resumes by itself once space returns. A consumer that cannot commit, or whose polls never return,
+while the broker answers is stuck (stuck.py) and is replaced by a new one; so is one whose group coordination
+task has died. Errors the group coordination hands to a poll are faults to ride out, not reasons to stop.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ from streamsend.downloader.admission import Record
 from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
-from streamsend.downloader.stuck import CommitWatch
+from streamsend.downloader.stuck import StallWatch
 from streamsend.shared import logs
+from streamsend.shared.access import REFUSALS
 from streamsend.shared.connection import client_options, stop_client
+from streamsend.shared.errors import SettingsError
 from streamsend.shared.faults import is_transient
 from streamsend.shared.metrics import DownloaderMetrics
-from streamsend.shared.retry import Outage, probe_forever, retry_forever
+from streamsend.shared.retry import Outage, describe, probe_forever, retry_forever
 
 log = logging.getLogger(__name__)
 
 SPACE_CHECK_S = 2.0
 PROBE_EVERY_S = 5.0
 STUCK_AFTER_TIMEOUTS = 3  # commits failing this many request timeouts while the broker answers: see stuck.py
+POLL_S = 1.0  # what a poll waits for records
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -70,7 +74,11 @@ class ConsumeLoop:
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
         self._waiting: NeedSpace | None = None
-        self._watch = CommitWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
+        self._commits = StallWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
+        # A rebalance may rightly last a session timeout or two while a member rejoins.
+        self._polls = StallWatch(
+            after_s=max(STUCK_AFTER_TIMEOUTS * settings.request_timeout, 3 * settings.session_timeout)
+        )
 
     def _new_consumer(self) -> Any:
         s = self._settings
@@ -141,13 +149,15 @@ class ConsumeLoop:
 
     async def _probe(self) -> None:
         await self._consumer.topics()
-        self._watch.broker_answered()
+        self._commits.broker_answered()
+        self._polls.broker_answered()
 
     def _forget_consumer(self) -> None:
         """The next consumer starts from the committed offsets, unpaused: whatever does not fit pauses it again."""
         self._committed.clear()
         self._next.clear()
-        self._watch.reset()
+        self._commits.reset()
+        self._polls.reset()
         if self._waiting is not None:
             self._waiting = None
             self._metrics.set_paused(False)
@@ -159,7 +169,9 @@ class ConsumeLoop:
             if self._waiting is not None:
                 await self._wait_for_space(stop)
                 continue
-            batch = await consumer.getmany(timeout_ms=1000)
+            batch = await self._poll(consumer)
+            if batch is None:
+                return True
             async with self._lock:
                 if batch:
                     await self._handle(batch)
@@ -168,14 +180,52 @@ class ConsumeLoop:
                     await self._receiver.sweep()
                 await self._commit(None)
             self._report_lag()
-            if self._watch.stuck():
-                log.error(
-                    "Offsets not committed for %.0f s while Kafka answers other requests: the Kafka consumer is"
-                    " stuck and is replaced by a new one (files in progress are read again from the last commit)",
-                    self._watch.failing_for(),
-                )
-                return True
+            for watch, what in ((self._commits, "Offsets not committed"), (self._polls, "No poll returned")):
+                if watch.stuck():
+                    log.error(
+                        "%s for %.0f s while Kafka answers other requests: the Kafka consumer is stuck and is"
+                        " replaced by a new one (files in progress are read again from the last commit)",
+                        what, watch.failing_for(),
+                    )  # fmt: skip
+                    return True
         return False
+
+    async def _poll(self, consumer: Any) -> dict[Any, list[Any]] | None:
+        """The next records, if any; None once the consumer cannot go on (its group coordination died).
+
+        aiokafka waits without limit for a rebalance to end, so the wait is bounded here and a poll that keeps
+        timing out counts towards a stuck consumer. The errors its group coordination meets are handed to the
+        poll; the coordination tries again once one is taken, so only permanent ones stop the daemon.
+        """
+        try:
+            batch: dict[Any, list[Any]] = await asyncio.wait_for(
+                consumer.getmany(timeout_ms=int(POLL_S * 1000)), POLL_S + self._settings.request_timeout
+            )
+        except TimeoutError:
+            self._polls.failed()
+            return {}
+        except kafka_errors.InvalidSessionTimeoutError as exc:
+            raise SettingsError(
+                f"invalid setting session_timeout: {self._settings.session_timeout:g} s is outside the range the"
+                " broker allows (its group.min.session.timeout.ms and group.max.session.timeout.ms)"
+            ) from exc
+        except kafka_errors.InconsistentGroupProtocolError as exc:
+            raise SettingsError(
+                f"invalid setting group_id: group {self._settings.group_id} is used by another application"
+                " whose consumers speak a different group protocol; give the downloaders a group of their own"
+            ) from exc
+        except kafka_errors.KafkaError as exc:
+            if isinstance(exc, REFUSALS) or not (is_transient(exc) or _coordination_fault(exc)):
+                raise
+            if _coordination_dead(consumer):
+                log.error("The Kafka consumer's group coordination stopped (%s): it is replaced", describe(exc))
+                return None
+            self._outage.failed(exc)
+            self._polls.failed()
+            await asyncio.sleep(POLL_S)  # the coordination tries again on its own: no need to spin meanwhile
+            return {}
+        self._polls.succeeded()
+        return batch
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -241,11 +291,11 @@ class ConsumeLoop:
             if not is_transient(exc):
                 raise
             self._outage.failed(exc)
-            self._watch.commit_failed()
+            self._commits.failed()
         else:
             self._committed.update(offsets)
             self._outage.succeeded()
-            self._watch.commit_succeeded()
+            self._commits.succeeded()
             for tp, offset in offsets.items():
                 await self._receiver.committed(tp.topic, tp.partition, offset)
 
@@ -279,6 +329,17 @@ class ConsumeLoop:
         self._joined.set()
         if self._waiting is not None and assigned:
             self._consumer.pause(*assigned)
+
+
+def _coordination_fault(exc: kafka_errors.KafkaError) -> bool:
+    """An error of the group protocol that a later join mends, though aiokafka marks it not retriable."""
+    return isinstance(exc, (kafka_errors.IllegalGenerationError, kafka_errors.UnknownMemberIdError))
+
+
+def _coordination_dead(consumer: Any) -> bool:
+    """Whether aiokafka's group coordination task has ended (it never does while the consumer runs)."""
+    task = getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
+    return task is not None and task.done()
 
 
 def _names(partitions: set[TopicPartition]) -> str:

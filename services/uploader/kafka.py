@@ -147,20 +147,28 @@ class ProducerPool:
         return self._producers[lane % len(self._producers)]
 
     async def recover(self, lane: int, exc: BaseException) -> None:
-        """A broken sequence (a partition leader changed under in-flight batches) leaves the producer refused
-        for good: it is replaced by a new one, with a new producer id, and the records are sent again."""
-        if not isinstance(exc, SEQUENCE_FAULTS) or self.transactional:
+        """Replace the lane's producer by a new one, with a new producer id, where it can no longer deliver: a
+        broken sequence (a partition leader changed under in-flight batches) leaves it refused for good, and a
+        producer whose background sender has ended fails every record it is given. The records are sent again.
+        Transactional lanes are restarted by ``abort`` instead."""
+        if self.transactional:
             return
         index = lane % len(self._producers)
         async with self._recovering:
+            producer = self._producers[index]
+            ended = _sender_end(producer)
+            dead = ended is not None
+            if not dead and not isinstance(exc, SEQUENCE_FAULTS):
+                return
             now = time.monotonic()
-            if now - self._recovered.get(index, -RECOVER_EVERY_S) < RECOVER_EVERY_S:
+            if not dead and now - self._recovered.get(index, -RECOVER_EVERY_S) < RECOVER_EVERY_S:
                 return  # the other records of that producer failed with it: it was replaced already
             self._recovered[index] = now
             # The old producer is not stopped here: a stop waits for batches it can no longer deliver. Its records
             # fail on their own and are sent again through the new one; it is closed with the pool.
-            self._retired.append(self._producers[index])
-            log.warning("Producer %d restarted after %s: its records are sent again", index, type(exc).__name__)
+            self._retired.append(producer)
+            why = f"its sender stopped ({ended})" if dead else type(exc).__name__
+            log.warning("Producer %d restarted after %s: its records are sent again", index, why)
             self._producers[index] = await self._start(self.idempotent)
 
     async def _start_first(self) -> bool:
@@ -213,10 +221,23 @@ class ProducerPool:
             producer = self._plain if self._plain is not None else self._producers[0]
         else:
             producer = self._lane(lane)
+        if _sender_end(producer) is not None and producer is not self._plain:
+            await self.recover(lane or 0, kafka_errors.KafkaError("the producer's sender stopped"))
+            producer = self._lane(lane or 0)
         future: Awaitable[object] = await producer.send(
             topic, value=value, key=key, headers=headers or [], partition=partition
         )
         return future
+
+
+def _sender_end(producer: Any) -> str | None:
+    """Why aiokafka's background sender of ``producer`` has ended (it never does while the producer runs), or
+    None while it runs."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is None or not task.done():
+        return None
+    cause = None if task.cancelled() else task.exception()
+    return "cancelled" if cause is None else describe(cause.__cause__ or cause)
 
 
 STATE_PARTITIONS = 6

@@ -1,5 +1,5 @@
-"""What only a real Kafka enforces: message size limits, the idempotent producer, and compaction of the state
-topic."""
+"""What only a real Kafka enforces: message size limits, the range of session timeouts, the idempotent producer,
+and compaction of the state topic."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from streamsend.demo.kafka_broker import ApacheKafka
 from streamsend.demo.verify import compare_trees
 from tests.support.daemons import Running, downloader, uploader
 from tests.support.kafka import TopicFactory, keys
+from tests.support.processes import DaemonProcess, daemon_env, messages
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
@@ -81,6 +82,24 @@ async def test_a_record_the_broker_rejects_fails_the_file_clearly(
         assert up.metric("streamsend_uploader_files_sent_total") == 0
     failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any(m.startswith("too-big.bin: failed: ") and "TooLarge" in m for m in failures), failures
+
+
+async def test_a_session_timeout_the_broker_refuses_stops_the_downloader_naming_it(
+    kafka: ApacheKafka, kafka_topics: TopicFactory, tmp_path: Path
+) -> None:
+    # The broker's group.min.session.timeout.ms is 1000 here; the refusal comes back through the consumer's poll.
+    topic = await kafka_topics.create()
+    env = daemon_env(kafka.bootstrap, topic, output_dir=tmp_path, session_timeout=0.5, heartbeat_interval=0.1)
+    process = await DaemonProcess("downloader", tmp_path / "down.log", env).start()
+    try:
+        assert await process.wait(timeout_s=60) == 2, process.log()[-3000:]
+    finally:
+        await process.kill()
+    assert "Traceback" not in process.log()
+    assert (
+        "invalid setting session_timeout: 0.5 s is outside the range the broker allows"
+        " (its group.min.session.timeout.ms and group.max.session.timeout.ms)"
+    ) in messages(process.log())
 
 
 async def _sent(up: Running, count: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 from streamsend.demo.verify import compare_trees
 from tests.support.brokers import BROKERS, Broker, relayed_broker
 from tests.support.kafka import TopicFactory
-from tests.support.processes import daemon_pair, messages, published, stop_cleanly
+from tests.support.processes import assert_alive, daemon_pair, messages, published, stop_cleanly
 from tests.support.relay import Relay
 from tests.support.waiting import wait_until
 
@@ -58,7 +58,12 @@ async def _transfer_through_an_outage(relay: Relay, bootstrap: str, tmp_path: Pa
         relay.cut() if fault == "refused" else relay.black_hole()
         await asyncio.sleep(OUTAGE_S)
         relay.restore()
-        await wait_until(lambda: compare_trees(source, target / "edge-1").identical, 300, "the whole tree", 1.0)
+
+        def arrived() -> bool:
+            assert_alive(up, down)  # a daemon that died would leave the tree short for good
+            return compare_trees(source, target / "edge-1").identical
+
+        await wait_until(arrived, 300, "the whole tree", 1.0)
         await stop_cleanly(up, down)
     up_log, down_log = up.log(), down.log()
     for name, log in (("uploader", up_log), ("downloader", down_log)):

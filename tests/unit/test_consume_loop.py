@@ -1,6 +1,7 @@
-"""ConsumeLoop's commit rule, with a fake consumer in front of a real receiver: offsets are committed up to the
-receiver's watermark, never past the first record of a file still being assembled, and a commit that fails is
-told apart by kind."""
+"""ConsumeLoop's commit and poll rules, with a fake consumer in front of a real receiver: offsets are committed up
+to the receiver's watermark, never past the first record of a file still being assembled, and a commit that fails
+is told apart by kind; a poll that never returns, or whose consumer's group coordination died, ends in a new
+consumer, and an error the coordination hands to a poll is ridden out."""
 
 from __future__ import annotations
 
@@ -21,18 +22,38 @@ from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
+from streamsend.downloader.stuck import StallWatch
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
 from streamsend.shared.settings import load_settings
+from tests.support.clock import Clock
 from tests.support.records import chunks_of
 
 TP = TopicPartition("chunks", 0)
+
+
+class Coordinator:
+    def __init__(self) -> None:
+        self._coordination_task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class FakeConsumer:
     def __init__(self) -> None:
         self.commits: list[dict[Any, int]] = []
         self.fault: Exception | None = None
+        self.poll_faults: list[Exception] = []
+        self.poll_hangs = False  # as aiokafka's poll does while a rebalance has not ended
+        self._coordinator = Coordinator()
+
+    async def getmany(self, timeout_ms: int) -> dict[Any, list[Any]]:
+        if self.poll_faults:
+            raise self.poll_faults.pop(0)
+        if self.poll_hangs:
+            await asyncio.Event().wait()
+        return {}
+
+    async def topics(self) -> set[str]:
+        return {"chunks"}
 
     def assignment(self) -> set[TopicPartition]:
         return {TP}
@@ -107,3 +128,41 @@ async def test_a_permanent_commit_fault_is_raised(rig: Rig) -> None:
     rig.consumer.fault = kafka_errors.GroupAuthorizationFailedError("group")
     with pytest.raises(kafka_errors.GroupAuthorizationFailedError):
         await rig.loop._commit(None)
+
+
+async def test_a_poll_that_never_returns_while_the_broker_answers_ends_in_a_new_consumer(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamsend.downloader.kafka.POLL_S", 0.01)
+    monkeypatch.setattr(rig.loop._settings, "request_timeout", 0.05)
+    clock = Clock(100.0)
+    rig.loop._polls = StallWatch(after_s=30, clock=clock)
+    rig.consumer.poll_hangs = True
+    assert await rig.loop._poll(rig.consumer) == {}  # bounded: the loop goes on
+    await rig.loop._probe()  # the broker answers other requests
+    clock.now += 29
+    assert await rig.loop._poll(rig.consumer) == {}
+    clock.now += 1
+    assert await asyncio.wait_for(rig.loop._fetch_loop(asyncio.Event()), 10) is True  # replaced
+
+
+async def test_an_error_the_group_coordination_hands_to_a_poll_is_ridden_out(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamsend.downloader.kafka.POLL_S", 0.01)
+    rig.consumer.poll_faults = [
+        kafka_errors.KafkaError("Unexpected error in join group response"),
+        kafka_errors.UnknownMemberIdError(),
+    ]
+    assert await rig.loop._poll(rig.consumer) == {} and rig.outage.down
+    assert await rig.loop._poll(rig.consumer) == {}
+    assert await rig.loop._poll(rig.consumer) == {} and rig.loop._polls.failing_for() == 0  # answered again
+    rig.consumer.poll_faults = [kafka_errors.KafkaError("Unexpected error during coordination")]
+    rig.consumer._coordinator._coordination_task.set_result(None)  # ended: only a new consumer mends that
+    assert await rig.loop._poll(rig.consumer) is None
+
+
+async def test_a_permanent_poll_fault_is_raised(rig: Rig) -> None:
+    rig.consumer.poll_faults = [kafka_errors.GroupAuthorizationFailedError("group")]
+    with pytest.raises(kafka_errors.GroupAuthorizationFailedError):
+        await rig.loop._poll(rig.consumer)

@@ -118,6 +118,7 @@ def test_fault_classes() -> None:
     assert is_transient(kafka_errors.KafkaTimeoutError())
     assert is_transient(kafka_errors.NotLeaderForPartitionError())
     assert is_transient(ConnectionResetError())
+    assert is_transient(kafka_errors.KafkaError("Unexpected error during batch delivery"))  # the client is replaced
     assert not is_transient(kafka_errors.MessageSizeTooLargeError())
     assert not is_transient(kafka_errors.TopicAuthorizationFailedError())
     assert not is_transient(ValueError())

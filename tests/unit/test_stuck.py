@@ -1,23 +1,24 @@
-"""The rule that finds a stuck consumer: commits failing for a while after the broker has answered again."""
+"""The rule that finds a stuck consumer: an operation (a commit, a poll) failing for a while after the broker has
+answered again."""
 
 from __future__ import annotations
 
-from streamsend.downloader.stuck import CommitWatch
+from streamsend.downloader.stuck import StallWatch
 from tests.support.clock import Clock
 
 
-def _watch() -> tuple[CommitWatch, Clock]:
+def _watch() -> tuple[StallWatch, Clock]:
     clock = Clock(100.0)
-    return CommitWatch(after_s=30, clock=clock), clock
+    return StallWatch(after_s=30, clock=clock), clock
 
 
 def test_commits_failing_while_the_broker_answers_are_stuck_after_the_delay() -> None:
     watch, clock = _watch()
-    watch.commit_failed()
+    watch.failed()
     clock.now += 5
     watch.broker_answered()
     clock.now += 29
-    watch.commit_failed()
+    watch.failed()
     assert not watch.stuck()
     clock.now += 1
     assert watch.stuck() and watch.failing_for() == 35
@@ -25,15 +26,15 @@ def test_commits_failing_while_the_broker_answers_are_stuck_after_the_delay() ->
 
 def test_a_broker_that_answers_nothing_is_an_outage_not_a_stuck_consumer() -> None:
     watch, clock = _watch()
-    watch.commit_failed()
+    watch.failed()
     clock.now += 600
-    watch.commit_failed()
+    watch.failed()
     assert not watch.stuck()
 
 
 def test_a_broker_back_after_a_long_outage_gets_the_whole_delay_to_take_commits() -> None:
     watch, clock = _watch()
-    watch.commit_failed()
+    watch.failed()
     clock.now += 300  # down all that time
     watch.broker_answered()
     clock.now += 10
@@ -44,11 +45,11 @@ def test_a_broker_back_after_a_long_outage_gets_the_whole_delay_to_take_commits(
 
 def test_one_commit_that_succeeds_starts_everything_over() -> None:
     watch, clock = _watch()
-    watch.commit_failed()
+    watch.failed()
     watch.broker_answered()
     clock.now += 25
-    watch.commit_succeeded()
-    watch.commit_failed()
+    watch.succeeded()
+    watch.failed()
     clock.now += 10
     watch.broker_answered()
     clock.now += 25
@@ -61,7 +62,7 @@ def test_answers_while_commits_succeed_do_not_count() -> None:
     watch, clock = _watch()
     watch.broker_answered()
     clock.now += 60
-    watch.commit_failed()
+    watch.failed()
     assert not watch.stuck()
     watch.reset()
     assert watch.failing_for() == 0
