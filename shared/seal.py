@@ -17,6 +17,7 @@ calls ``Opener.open`` for every record.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ NAME_INDEX: Final = 2**64 - 1  # the nonce of the sealed path: no chunk has this
 STAND_IN_FOLDER: Final = "sealed"
 REMEMBER_KEYS = 4096  # data keys of uploads being received
 REMEMBER_SENDERS = 256  # shared secrets with senders' keys: a sender keeps one for many uploads
-REMEMBER_REFUSED = 10_000  # uploads refused, whose later chunks are skipped without another report
+REMEMBER_REFUSED = 10_000  # refusals already reported: a refused upload's later chunks are skipped quietly
 # Bytes a sealed record may take beyond an unsealed one: tag, trailer, signature, and the seal headers
 # (ephemeral key, one wrapped key a recipient, the sealed path), with their names.
 _HEADER_BYTES_PER_RECIPIENT = 16 + 1 + 64 + 1
@@ -70,6 +71,20 @@ def _plain(h: ChunkHeader, path: str, digest: FileDigest | None) -> ChunkHeader:
     """The header an unsealed chunk would have (field by field: dataclasses.replace costs several times more)."""
     return ChunkHeader(h.uploader, path, h.upload_id, h.index, h.count, h.chunk_size, h.offset, h.file_size,
                        h.mtime_ns, h.crc32c, digest)  # fmt: skip
+
+
+def stand_in_path(upload_id: str) -> str:
+    """The path header of an upload whose real name is sealed."""
+    return f"{STAND_IN_FOLDER}/{upload_id}"
+
+
+def fingerprint(seal: SealHeader) -> str:
+    """Names the data key a sealed upload's chunks are sealed with: the same on every genuine chunk of the
+    upload, different for chunks that carry the same upload id under a key of someone else's making."""
+    digest = hashlib.blake2b(seal.ephemeral, digest_size=8)
+    for kid, wrapped in seal.recipients:
+        digest.update(kid.encode() + b":" + wrapped)
+    return digest.hexdigest()
 
 
 def nonce(upload_id: str, index: int) -> bytes:
@@ -151,7 +166,7 @@ class FileSeal:
         self._cipher = cipher
         self._signer = signer
         self.path = path
-        self.wire_path = f"{STAND_IN_FOLDER}/{upload_id}" if encrypt_names else path
+        self.wire_path = stand_in_path(upload_id) if encrypt_names else path
         self._upload_id = upload_id
         self.header = SealHeader(ephemeral, wrapped)
         self._names_sealed = encrypt_names
@@ -219,11 +234,13 @@ Verdict = Refusal | SignatureCheck  # ``failure()``: (metrics reason, message), 
 @dataclass(frozen=True, slots=True)
 class Opened:
     """A sealed chunk opened: its header as an unsealed one would read (real path; digests on the final
-    chunk), its bytes, and, on the final chunk, what decides whether the file may be published."""
+    chunk), its bytes, on the final chunk what decides whether the file may be published, and the fingerprint
+    of the data key it authenticated with ("" for a plain chunk): chunks under another key are another upload."""
 
     header: ChunkHeader
     data: bytes
     verdict: Verdict | None = None
+    seal: str = ""
 
 
 class Opener:
@@ -232,14 +249,19 @@ class Opener:
     ``identities`` are the downloader's private keys (several during a key rotation); ``trusted`` binds
     uploader names to the public keys their files must be signed with (empty: signatures are not required,
     and unsealed files are accepted).
+
+    Nothing a record says is believed for other records before it authenticates: every record is judged on its
+    own (a refusal is reported once per upload, but never extended to other records of the same upload id), and
+    a data key is remembered under the seal headers it was unwrapped from, so a record carrying a genuine upload
+    id with a key of its own making cannot change how the genuine chunks open.
     """
 
     def __init__(self, identities: Sequence[Identity], trusted: Mapping[str, Sequence[Ed25519PublicKey]]) -> None:
         self._identities = {identity.id: identity for identity in identities}
         self._trusted = trusted
-        self._keys: OrderedDict[str, AESGCM] = OrderedDict()
+        self._keys: OrderedDict[tuple[str, str], AESGCM] = OrderedDict()  # (upload id, fingerprint) -> data key
         self._shared: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
-        self._refused: OrderedDict[str, None] = OrderedDict()
+        self._reported: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # (upload id, uploader, reason)
 
     @property
     def active(self) -> bool:
@@ -256,16 +278,19 @@ class Opener:
     def open(self, header: ChunkHeader, value: bytes) -> Opened:
         """The chunk's plain form. ProtocolError (reason ``sealed``) for a chunk that fails authentication,
         RefusedUpload for a file this downloader must not take at all."""
-        if header.upload_id in self._refused:
-            raise RefusedUpload("refused earlier", "refused", first=False)
+        seal = header.seal
+        key_print = fingerprint(seal) if seal is not None else ""
         try:
-            self._admit(header)
-        except RefusedUpload:
-            self._remember_refused(header.upload_id)
+            self._admit(header, key_print)
+        except RefusedUpload as exc:
+            exc.first = self._first_report((header.upload_id, header.uploader, exc.reason))
             raise
-        if header.seal is None:
+        if seal is None:
             return Opened(header, value)
-        cipher = self._cipher(header, header.seal)
+        if seal.sealed_path is None and header.path == stand_in_path(header.upload_id):
+            # The stand-in is authenticated as the path: the real name was sealed, and its header stripped.
+            raise ProtocolError(f"upload {header.upload_id}: its sealed path is missing", "sealed")
+        cipher = self._cipher(header, seal, key_print)
         try:
             data = cipher.decrypt(nonce(header.upload_id, header.index), value, chunk_aad(header))
         except InvalidTag:
@@ -273,15 +298,15 @@ class Opener:
                 f"chunk {header.index} of upload {header.upload_id} fails authentication (altered, moved or "
                 "not of this upload)", "sealed",
             ) from None  # fmt: skip
-        path = header.path if header.seal.sealed_path is None else self._open_path(header, header.seal, cipher)
+        path = header.path if seal.sealed_path is None else self._open_path(header, seal, cipher)
         if not header.is_final:
-            return Opened(_plain(header, path, None), data)
+            return Opened(_plain(header, path, None), data, seal=key_print)
         body, trailer = data[: header.length], data[header.length :]
         digest = FileDigest(trailer[:32].hex(), trailer[32:SEAL_TRAILER_BYTES].hex())
         plain = _plain(header, path, digest)
-        return Opened(plain, body, self._verdict(plain, digest, trailer[SEAL_TRAILER_BYTES:]))
+        return Opened(plain, body, self._verdict(plain, digest, trailer[SEAL_TRAILER_BYTES:]), key_print)
 
-    def _admit(self, header: ChunkHeader) -> None:
+    def _admit(self, header: ChunkHeader, key_print: str) -> None:
         if self._trusted:
             if header.uploader not in self._trusted:
                 raise RefusedUpload(f"uploader {header.uploader} is not among trusted_uploaders", "untrusted")
@@ -289,7 +314,7 @@ class Opener:
                 raise RefusedUpload("not sealed and signed, and trusted_uploaders is set", "unsigned")
         if header.seal is None:
             return
-        if header.upload_id in self._keys:
+        if (header.upload_id, key_print) in self._keys:
             return
         if not self._identities:
             raise RefusedUpload("sealed, and this downloader has no decrypt_key", "not_recipient")
@@ -300,10 +325,11 @@ class Opener:
                 "not_recipient",
             )
 
-    def _cipher(self, header: ChunkHeader, seal: SealHeader) -> AESGCM:
-        cipher = self._keys.get(header.upload_id)
+    def _cipher(self, header: ChunkHeader, seal: SealHeader, key_print: str) -> AESGCM:
+        cached = (header.upload_id, key_print)
+        cipher = self._keys.get(cached)
         if cipher is not None:
-            self._keys.move_to_end(header.upload_id)
+            self._keys.move_to_end(cached)
             return cipher
         for kid, wrapped in seal.recipients:
             identity = self._identities.get(kid)
@@ -316,7 +342,7 @@ class Opener:
                 cipher = AESGCM(wrapping.decrypt(_WRAP_NONCE, wrapped, header.upload_id.encode()))
             except (InvalidTag, ValueError):
                 continue  # a low-order ephemeral key, or a wrapped key that is not ours after all
-            self._keys[header.upload_id] = cipher
+            self._keys[cached] = cipher
             while len(self._keys) > REMEMBER_KEYS:
                 self._keys.popitem(last=False)
             return cipher
@@ -354,7 +380,10 @@ class Opener:
         keys = tuple(self._trusted.get(header.uploader, ()))
         return SignatureCheck(header.uploader, keys, signed_message(header, header.path, digest), signature)
 
-    def _remember_refused(self, upload_id: str) -> None:
-        self._refused[upload_id] = None
-        while len(self._refused) > REMEMBER_REFUSED:
-            self._refused.popitem(last=False)
+    def _first_report(self, refusal: tuple[str, str, str]) -> bool:
+        if refusal in self._reported:
+            return False
+        self._reported[refusal] = None
+        while len(self._reported) > REMEMBER_REFUSED:
+            self._reported.popitem(last=False)
+        return True

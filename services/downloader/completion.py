@@ -11,7 +11,7 @@ from streamsend.downloader.assembly import FileDescription
 from streamsend.downloader.published import PublishedLedger
 from streamsend.downloader.publisher import Publication, Publisher
 from streamsend.downloader.store import Staging, Store
-from streamsend.downloader.uploads import Uploads
+from streamsend.downloader.uploads import UploadKey, Uploads
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
 from streamsend.shared.seal import Refusal, SignatureCheck, Verdict
@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Completed:
-    """A file with every chunk written and hashed, and where its last record came from."""
+    """A file with every chunk written and hashed, and where its last record came from; ``published`` once it
+    took its place in the tree (or was found there already)."""
 
+    key: UploadKey
     file: FileDescription
     staging: Staging
     sha256: str
@@ -32,11 +34,12 @@ class Completed:
     offset: int
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
     verdict: Verdict | None = None  # a sealed file's: refused now, or a signature the publisher checks
+    published: bool = False
 
     @property
     def where(self) -> str:
         width = max(5, len(str(self.file.count)))
-        return f"{self.file.path} ({self.file.count:0{width}d}/{self.file.count:0{width}d}):   "
+        return f"{self.file.uploader}/{self.file.path} ({self.file.count:0{width}d}/{self.file.count:0{width}d}):   "
 
 
 class Completion:
@@ -69,7 +72,7 @@ class Completion:
             failure = "checksum", f"verification failed: sha256 {item.sha256} where {item.expected.sha256} was sent"
         if failure is not None:
             if item.data is not None:
-                await self._store.write(await self._store.create(item.file.upload_id), 0, item.data, None)
+                await self._store.write(await self._store.create(item.key.name), 0, item.data, None)
             reason, why = failure
             await self._quarantine(item, why, reason)
             return [item]
@@ -103,6 +106,16 @@ class Completion:
                 await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
                 continue
             self.uploads.published(item.partition, item.file.upload_id, item.offset)
+            if publication.newer_there:
+                log.warning(
+                    "%s final chunk, sha256 %s verified, not published: the published file is a newer version"
+                    " (a late or replayed upload never rolls a file back)", item.where, item.sha256,
+                )  # fmt: skip
+                self._metrics.files_failed.labels("older").inc()
+                file = item.file
+                self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", "older than the published")
+                continue
+            item.published = True
             if publication.unchanged:
                 log.info(
                     "%s final chunk, downloaded: %d bytes, sha256 %s verified: the published file is identical, "
@@ -121,9 +134,7 @@ class Completion:
         return [item for item, _ in pending]
 
     async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
-        kept = await self._store.quarantine(
-            item.staging, item.file.uploader, item.file.path.split("/"), item.file.upload_id
-        )
+        kept = await self._store.quarantine(item.staging, item.file.uploader, item.file.path.split("/"), item.key.name)
         if kept is None:
             log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why)
         else:

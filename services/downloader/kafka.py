@@ -1,7 +1,10 @@
 """The downloader's consumer loop: fetch, hand each partition's records to the receiver, commit.
 
 Offsets are committed only up to the receiver's watermark. On a rebalance the revoked partitions are
-committed, then their unfinished uploads dropped: their new owner rebuilds them from the first chunk.
+committed, then their unfinished uploads dropped: their new owner rebuilds them from the first chunk. A poll
+runs outside the lock that rebalances take, so a rebalance may run between a poll and the handling of what it
+returned: such a batch is never handled (its records may be of the assignment the rebalance ended, and would
+start uploads mid-file); the partitions still ours are read again from their committed offsets instead.
 When the output filesystem fills up, every partition is paused at the record that did not fit, and
 consumption resumes by itself once space returns. A consumer that cannot commit, or whose polls never return,
 while the broker answers is stuck (stuck.py) and is replaced by a new one; so is one whose group coordination
@@ -71,6 +74,7 @@ class ConsumeLoop:
         self._outage = outage
         self._consumer: Any = None
         self._lock = asyncio.Lock()  # batch handling and rebalance callbacks take turns
+        self._rebalances = 0  # rebalance callbacks run so far: a batch polled before one is not handled
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
         self._waiting: NeedSpace | None = None
@@ -169,10 +173,15 @@ class ConsumeLoop:
             if self._waiting is not None:
                 await self._wait_for_space(stop)
                 continue
+            rebalances = self._rebalances
             batch = await self._poll(consumer)
             if batch is None:
                 return True
             async with self._lock:
+                if batch and rebalances != self._rebalances:
+                    if not await self._read_again(batch):
+                        return True
+                    batch = {}
                 if batch:
                     await self._handle(batch)
                     await self._receiver.flush()
@@ -226,6 +235,30 @@ class ConsumeLoop:
             return {}
         self._polls.succeeded()
         return batch
+
+    async def _read_again(self, batch: dict[Any, list[Any]]) -> bool:
+        """Set a batch polled before a rebalance aside: each of its partitions still ours is read again from its
+        committed offset (never past the first chunk of a file not yet published). False when the committed
+        offsets cannot be read: the consumer is then replaced, and starts from them anyway."""
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        for tp in [tp for tp in batch if tp in assigned]:
+            try:
+                committed = await asyncio.wait_for(consumer.committed(tp), self._settings.request_timeout)
+            except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
+                log.warning("Committed offset of partition %d not read (%s): the consumer is replaced",
+                            tp.partition, describe(exc))  # fmt: skip
+                return False
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+            self._next.pop(tp, None)
+        log.info(
+            "Records fetched before a rebalance set aside: partitions %s read again from their committed offsets",
+            _names(set(batch)),
+        )
+        return True
 
     async def _handle(self, batch: dict[Any, list[Any]]) -> None:
         async with asyncio.TaskGroup() as group:
@@ -308,9 +341,10 @@ class ConsumeLoop:
                 self._metrics.view.lag(tp.partition, lag)
 
     async def revoked(self, revoked: set[Any]) -> None:
-        if not revoked:
-            return
         async with self._lock:
+            self._rebalances += 1
+            if not revoked:
+                return
             await self._receiver.flush()
             await self._commit(revoked)
             await self._receiver.release([tp.partition for tp in revoked], "partition revoked")
@@ -325,6 +359,7 @@ class ConsumeLoop:
         log.info("Partitions revoked: %s", _names(revoked))
 
     async def assigned(self, assigned: set[Any]) -> None:
+        self._rebalances += 1
         log.info("Partitions assigned: %s", _names(assigned) or "none")
         self._joined.set()
         if self._waiting is not None and assigned:

@@ -6,6 +6,8 @@ read again; files completed beyond the watermark are read again too, and recogni
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 
 class PartitionWatermark:
     """One partition's committable offset; owned by the Receiver, which opens an upload at its first record and
@@ -13,19 +15,19 @@ class PartitionWatermark:
 
     def __init__(self) -> None:
         self._next: int | None = None  # offset after the last record handled
-        self._open: dict[str, int] = {}  # upload id -> offset of its first record seen
+        self._open: dict[Hashable, int] = {}  # upload -> offset of its first record seen
 
     def handled(self, offset: int) -> None:
         """A record is dealt with: its effect is durable, or it belongs to an upload in ``_open``."""
         if self._next is None or offset >= self._next:
             self._next = offset + 1
 
-    def open(self, upload_id: str, offset: int) -> None:
-        self._open.setdefault(upload_id, offset)
+    def open(self, upload: Hashable, offset: int) -> None:
+        self._open.setdefault(upload, offset)
 
-    def close(self, upload_id: str) -> None:
+    def close(self, upload: Hashable) -> None:
         """The upload is published durably, or dropped: it no longer holds the watermark back."""
-        self._open.pop(upload_id, None)
+        self._open.pop(upload, None)
 
     @property
     def open_uploads(self) -> int:

@@ -25,7 +25,7 @@ from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.store import Staging, Store
-from streamsend.downloader.uploads import Upload
+from streamsend.downloader.uploads import Upload, UploadKey
 from streamsend.shared.errors import ConflictError
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader
@@ -94,6 +94,7 @@ class Receiver:
         self._clock = clock
         self._uploads = completion.uploads
         self._marks: dict[int, PartitionWatermark] = {}
+        self._superseding: list[Completed] = []  # published since the last flush: older versions to drop
 
     def committable(self, partition: int) -> int | None:
         mark = self._marks.get(partition)
@@ -107,7 +108,8 @@ class Receiver:
             await self._completion.load(record.topic, record.partition)
         opened = self._admission.admit(record)
         if opened is not None:
-            halt = await self._chunk(record, opened.header, opened.data, mark, opened.verdict)
+            key = UploadKey(record.partition, opened.header.upload_id, opened.seal)
+            halt = await self._chunk(key, record, opened.header, opened.data, mark, opened.verdict)
             if halt is not None:
                 return halt
         mark.handled(record.offset)
@@ -115,6 +117,7 @@ class Receiver:
 
     async def _chunk(
         self,
+        key: UploadKey,
         record: Record,
         header: ChunkHeader,
         value: bytes,
@@ -122,19 +125,19 @@ class Receiver:
         verdict: Verdict | None = None,
     ) -> Halt | None:
         uploads = self._uploads
-        if uploads.is_finished(header.upload_id):
+        if uploads.is_finished(key):
             self._metrics.chunks_duplicate.inc()
             return None
         if uploads.was_published(record.partition, header.upload_id):
-            log.info("%s: upload %s was published before a restart: not again", header.path, header.upload_id)
-            uploads.finish(header.upload_id)
+            log.info("%s: upload %s was published before a restart: not again", _shown(header), header.upload_id)
+            uploads.finish(key)
             self._metrics.chunks_duplicate.inc()
             return None
-        dropped = uploads.take_dropped(header.upload_id)
-        if dropped is not None and dropped.partition == record.partition and record.offset > dropped.offset:
+        dropped = uploads.take_dropped(key)
+        if dropped is not None and record.offset > dropped.offset:
             # Its uploader was only cut off for longer than stale_after: rebuild it from its first chunk.
-            return Rewind(record.partition, dropped.offset, header.path)
-        build = uploads.building(header.upload_id)
+            return Rewind(record.partition, dropped.offset, _shown(header))
+        build = uploads.building(key)
         if build is None:
             capacity = self._store.space().capacity
             if header.file_size > capacity:
@@ -143,12 +146,9 @@ class Receiver:
             if (need := self._need_space(len(value), header)) is not None:
                 return need
             if header.count == 1:
-                await self._whole(header, record, value, mark, verdict)
+                await self._whole(key, header, record, value, mark, verdict)
                 return None
-            build = await self._start(header, record, mark)
-        elif build.partition != record.partition:
-            self._reject(record, "conflict", f"upload {header.upload_id} seen on partition {build.partition}")
-            return None
+            build = await self._start(key, header, record, mark)
         else:
             try:
                 build.assembly.check(header)
@@ -170,6 +170,7 @@ class Receiver:
 
     async def _whole(
         self,
+        key: UploadKey,
         header: ChunkHeader,
         record: Record,
         value: bytes,
@@ -177,7 +178,6 @@ class Receiver:
         verdict: Verdict | None,
     ) -> None:
         """A file of one chunk: verified in memory, and written only with its publication."""
-        await self._supersede(record.partition, header)
         digest = header.digest
         assert digest is not None  # the one chunk is the final chunk
         sha256 = (
@@ -185,15 +185,16 @@ class Receiver:
             if len(value) <= INLINE_HASH_BYTES
             else await asyncio.to_thread(lambda: hashlib.sha256(value).hexdigest())
         )
-        mark.open(header.upload_id, record.offset)
-        self._uploads.finish(header.upload_id)
+        mark.open(key, record.offset)
+        self._uploads.finish(key)
         self._metrics.chunks_received.inc()
         self._metrics.bytes_received.inc(len(value))
-        log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", header.path, len(value))
+        log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", _shown(header), len(value))
         settled = await self._completion.complete(
             Completed(
+                key=key,
                 file=FileDescription.of(header),
-                staging=Staging(self._store.staging_dir / header.upload_id),
+                staging=Staging(self._store.staging_dir / key.name),
                 sha256=sha256,
                 expected=digest,
                 topic=record.topic,
@@ -226,7 +227,7 @@ class Receiver:
         assembly = build.assembly
         count = assembly.file.count
         width = max(5, len(str(count)))
-        where = f"{header.path} ({header.index + 1:0{width}d}/{count:0{width}d}):   "
+        where = f"{_shown(header)} ({header.index + 1:0{width}d}/{count:0{width}d}):   "
         if header.index == 0:
             log.info("%s first chunk, downloaded: %d bytes", where, assembly.received_bytes)
         elif assembly.received_count < count and build.last_seen - build.reported >= PROGRESS_EVERY_S:
@@ -243,18 +244,11 @@ class Receiver:
             return NeedSpace(available, size + self._min_free_bytes, header.path)
         return None
 
-    async def _supersede(self, partition: int, header: ChunkHeader) -> None:
-        """A newer upload of a path makes the unfinished older one pointless."""
-        older = self._uploads.building_at(partition, header.uploader, header.path)
-        if older is not None:
-            await self._drop(older, "superseded by a newer upload of the same file", "superseded")
-
-    async def _start(self, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> Upload:
-        await self._supersede(record.partition, header)
-        staging = await self._store.create(header.upload_id)
-        build = Upload(Assembly(header, record.offset), staging, record.partition, self._clock())
+    async def _start(self, key: UploadKey, header: ChunkHeader, record: Record, mark: PartitionWatermark) -> Upload:
+        staging = await self._store.create(key.name)
+        build = Upload(key, Assembly(header, record.offset), staging, self._clock())
         self._uploads.add(build)
-        mark.open(header.upload_id, record.offset)
+        mark.open(key, record.offset)
         self._metrics.open_assemblies.set(len(self._uploads))
         self._metrics.view.start(header.upload_id, f"{header.uploader}/{header.path}", header.file_size)
         return build
@@ -263,10 +257,11 @@ class Receiver:
         file = build.assembly.file
         assert build.assembly.digest is not None  # complete implies the final chunk arrived
         build.outcome = "complete"
-        self._uploads.finish(file.upload_id)  # its partition's watermark stays open until it is settled
+        self._uploads.finish(build.key)  # its partition's watermark stays open until it is settled
         self._metrics.open_assemblies.set(len(self._uploads))
         settled = await self._completion.complete(
             Completed(
+                key=build.key,
                 file=file,
                 staging=build.staging,
                 sha256=build.sha256.hexdigest(),
@@ -280,23 +275,33 @@ class Receiver:
         self._settle(settled)
 
     async def flush(self) -> None:
-        """Publish the files verified since the last flush (before their offsets are committed)."""
+        """Publish the files verified since the last flush (before their offsets are committed), then drop the
+        uploads their publication superseded. Called between batches, when no partition is being handled."""
         self._settle(await self._completion.flush())
+        superseding, self._superseding = self._superseding, []
+        for item in superseding:
+            for older in self._uploads.superseded(item.file, item.key):
+                why = f"upload {item.file.upload_id} of this version or a newer one is published"
+                await self._drop(older, why, "superseded")
 
     def _settle(self, settled: list[Completed]) -> None:
-        """Files published or quarantined no longer hold their partitions' commits back."""
+        """Files published or quarantined no longer hold their partitions' commits back. A published file
+        supersedes the unfinished uploads of older versions of it: only then, once it is authenticated and
+        verified, so that no unauthenticated record can cut a genuine upload short."""
         for item in settled:
             mark = self._marks.get(item.partition)
             if mark is not None:
-                mark.close(item.file.upload_id)
+                mark.close(item.key)
+            if item.published:
+                self._superseding.append(item)
 
     async def _drop(self, build: Upload, why: str, reason: str, level: int = logging.WARNING) -> None:
         """The upload leaves the registry unpublished: superseded, stale, or released with its partition."""
         file = build.assembly.file
         log.log(
             level,
-            "%s: upload %s dropped after %d of %d chunks: %s",
-            file.path, file.upload_id, build.assembly.received_count, file.count, why,
+            "%s/%s: upload %s dropped after %d of %d chunks: %s",
+            file.uploader, file.path, file.upload_id, build.assembly.received_count, file.count, why,
         )  # fmt: skip
         await self._store.discard(build.staging)
         self._metrics.files_failed.labels(reason).inc()
@@ -306,12 +311,12 @@ class Receiver:
             self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", f"dropped: {why}")
         build.outcome = reason
         if reason == "superseded":
-            self._uploads.finish(file.upload_id)  # its late chunks are duplicates
+            self._uploads.finish(build.key)  # its late chunks are duplicates
         else:
             self._uploads.drop(build, stale=reason == "stale")
         mark = self._marks.get(build.partition)
         if mark is not None:
-            mark.close(file.upload_id)
+            mark.close(build.key)
         self._metrics.open_assemblies.set(len(self._uploads))
 
     def _reject(self, record: Record, reason: str, message: str) -> None:
@@ -339,3 +344,8 @@ class Receiver:
         for partition in partitions:
             self._marks.pop(partition, None)
             self._completion.release(partition)
+
+
+def _shown(header: ChunkHeader) -> str:
+    """How logs name a file: with its uploader, as in the output tree (several uploaders may share a path)."""
+    return f"{header.uploader}/{header.path}"

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamsend.downloader.placement import NewerThere
 from streamsend.downloader.settings import FsyncPolicy
 from streamsend.downloader.store import Staging, Store, fsync_dir
 from streamsend.shared.errors import PublishError
@@ -44,6 +45,7 @@ class Publication:
     data: bytes | None = None  # a one-chunk file still in memory: written to its staging path here
     error: PublishError | None = None
     unchanged: bool = False  # the target already was this very file, and was left as it is
+    newer_there: bool = False  # the target is a newer version of the file, and was left as it is
     # A sealed file's signature check, run in a worker thread before the file takes its place; what it
     # finds wrong (reason, message) keeps the file out of the tree, its staging file left for quarantine.
     check: Callable[[], tuple[str, str] | None] | None = None
@@ -132,6 +134,10 @@ class Publisher:
                 )
             except PublishError as exc:
                 item.error = exc
+                continue
+            except NewerThere:
+                item.newer_there = True
+                published(item)  # settled: a restart must not try again
                 continue
             if folder is None:
                 item.unchanged = True

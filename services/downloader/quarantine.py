@@ -44,16 +44,16 @@ class Quarantine:
             self._kept.append((path, size))
             self._bytes += size
 
-    async def keep(self, staging: Staging, uploader: str, parts: Sequence[str], upload_id: str) -> Path | None:
+    async def keep(self, staging: Staging, uploader: str, parts: Sequence[str], name: str) -> Path | None:
         """Keep a file that failed verification aside, out of the published tree; None if it is not kept.
 
         The quarantine holds at most ``quarantine_max_bytes``: the files kept longest go first, so that a
         producer sending corrupt files can never fill the disk that good files need.
         """
         folder = self.root / uploader
-        name = parts[-1].encode()[:190].decode(errors="ignore")  # stays under NAME_MAX with what goes in front
+        base = parts[-1].encode()[:150].decode(errors="ignore")  # stays under NAME_MAX with what goes in front
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # names sort oldest first
-        destination = folder / f"{stamp}-{upload_id}-{name}"
+        destination = folder / f"{stamp}-{name}-{base}"
         await aiofiles.os.makedirs(folder, exist_ok=True)
         await aiofiles.os.rename(staging.path, destination)
         kept, removed = await asyncio.to_thread(self._trim_quarantine, destination)

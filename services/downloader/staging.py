@@ -177,9 +177,9 @@ class StagingArea:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    async def create(self, upload_id: str) -> Staging:
+    async def create(self, name: str) -> Staging:
         """A new, empty staging file, left open for the chunks to come."""
-        staging = Staging(self.folder / upload_id)
+        staging = Staging(self.folder / name)
         staging.fd = await asyncio.to_thread(
             os.open, staging.path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o666
         )

@@ -64,8 +64,8 @@ class Store:
         st = os.statvfs(self.root)
         return Space(available=st.f_bavail * st.f_frsize, capacity=st.f_blocks * st.f_frsize)
 
-    async def create(self, upload_id: str) -> Staging:
-        return await self.staging.create(upload_id)
+    async def create(self, name: str) -> Staging:
+        return await self.staging.create(name)
 
     async def write(self, staging: Staging, offset: int, data: bytes, fold: Callable[[bytes], None] | None) -> None:
         await self.staging.write(staging, offset, data, fold)
@@ -85,7 +85,7 @@ class Store:
     def place(self, source: Path, target: Path, mtime_ns: int, sha256: str, *, sync_folders: bool) -> Path | None:
         return self.placement.place(source, target, mtime_ns, sha256, sync_folders=sync_folders)
 
-    async def quarantine(self, staging: Staging, uploader: str, parts: Sequence[str], upload_id: str) -> Path | None:
+    async def quarantine(self, staging: Staging, uploader: str, parts: Sequence[str], name: str) -> Path | None:
         """Keep a file that failed verification aside (see ``Quarantine.keep``); None if it is not kept."""
         self.staging.close_descriptor(staging)
-        return await self.quarantined.keep(staging, uploader, parts, upload_id)
+        return await self.quarantined.keep(staging, uploader, parts, name)

@@ -1,6 +1,11 @@
 """Every upload the downloader has seen, in one registry, and the object each upload being rebuilt is.
 
-To the receiver, an upload id is in one of these states:
+An upload is known by its ``UploadKey``: the partition it arrives on, its upload id and, for a sealed file, the
+fingerprint of the data key its chunks are sealed with. Records that share an upload id but arrive on another
+partition, or under another key, are another upload: a copy or a forgery builds (and fails) on its own and never
+touches the genuine one, so concurrent handling of one upload id across partitions needs no coordination.
+
+To the receiver, an upload key is in one of these states:
 
     building    its chunks are arriving: an ``Upload`` (chunks, staging file, running sha256, verdict)
     finished    handed to completion, superseded or dropped with its partition: late chunks are duplicates
@@ -19,6 +24,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from streamsend.downloader.assembly import Assembly, FileDescription
 from streamsend.downloader.staging import Staging
@@ -26,6 +32,19 @@ from streamsend.shared.seal import Verdict
 
 REMEMBER_FINISHED = 100_000  # upload ids whose late duplicates are recognised and ignored
 REMEMBER_DROPPED = 10_000  # stale uploads that can still be rebuilt if their uploader comes back
+
+
+class UploadKey(NamedTuple):
+    """What tells one upload from another: records differing in any part never meet in one assembly."""
+
+    partition: int
+    upload_id: str
+    seal: str = ""  # fingerprint of a sealed upload's data key ("" for a plain upload)
+
+    @property
+    def name(self) -> str:
+        """A file name unique to the key (staging, quarantine)."""
+        return f"{self.partition}-{self.upload_id}" + (f"-{self.seal}" if self.seal else "")
 
 
 class Upload:
@@ -38,10 +57,11 @@ class Upload:
     CPU for nothing the SHA-256 does not already guarantee.
     """
 
-    def __init__(self, assembly: Assembly, staging: Staging, partition: int, now: float) -> None:
+    def __init__(self, key: UploadKey, assembly: Assembly, staging: Staging, now: float) -> None:
+        self.key = key
         self.assembly = assembly
         self.staging = staging
-        self.partition = partition
+        self.partition = key.partition
         self.sha256 = hashlib.sha256()
         self.last_seen = now
         self.reported = now
@@ -69,10 +89,10 @@ class Uploads:
     def __init__(self, remember_finished: int = REMEMBER_FINISHED, remember_dropped: int = REMEMBER_DROPPED) -> None:
         self._remember_finished = remember_finished
         self._remember_dropped = remember_dropped
-        self._building: dict[str, Upload] = {}
-        self._by_path: dict[tuple[int, str, str], str] = {}  # (partition, uploader, path) -> upload building
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._dropped: OrderedDict[str, Dropped] = OrderedDict()
+        self._building: dict[UploadKey, Upload] = {}
+        self._by_path: dict[tuple[str, str], set[UploadKey]] = {}  # (uploader, path) -> uploads building
+        self._finished: OrderedDict[UploadKey, None] = OrderedDict()
+        self._dropped: OrderedDict[UploadKey, Dropped] = OrderedDict()
         self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
 
     def __len__(self) -> int:
@@ -84,55 +104,58 @@ class Uploads:
 
     # what an upload id is
 
-    def building(self, upload_id: str) -> Upload | None:
-        return self._building.get(upload_id)
+    def building(self, key: UploadKey) -> Upload | None:
+        return self._building.get(key)
 
-    def is_finished(self, upload_id: str) -> bool:
-        return upload_id in self._finished
+    def is_finished(self, key: UploadKey) -> bool:
+        return key in self._finished
 
     def was_published(self, partition: int, upload_id: str) -> bool:
         return upload_id in self._published.get(partition, {})
 
-    def take_dropped(self, upload_id: str) -> Dropped | None:
+    def take_dropped(self, key: UploadKey) -> Dropped | None:
         """The upload dropped as stale, if it was; it is no longer remembered as dropped."""
-        return self._dropped.pop(upload_id, None)
+        return self._dropped.pop(key, None)
 
-    def building_at(self, partition: int, uploader: str, path: str) -> Upload | None:
-        """The upload of that path building in that partition: a newer one supersedes it."""
-        upload_id = self._by_path.get((partition, uploader, path))
-        return None if upload_id is None else self._building.get(upload_id)
+    def superseded(self, file: FileDescription, by: UploadKey) -> list[Upload]:
+        """Uploads of the same file still building that a just-published version makes pointless: those of a
+        version no newer (by mtime) than it. A newer one keeps building, and replaces it once complete."""
+        keys = self._by_path.get((file.uploader, file.path), ())
+        return [upload for key in keys if key != by and (upload := self._building[key]).file.mtime_ns <= file.mtime_ns]
 
     # changes of state
 
     def add(self, upload: Upload) -> None:
         file = upload.file
-        self._building[file.upload_id] = upload
-        self._by_path[(upload.partition, file.uploader, file.path)] = file.upload_id
+        self._building[upload.key] = upload
+        self._by_path.setdefault((file.uploader, file.path), set()).add(upload.key)
 
-    def finish(self, upload_id: str) -> None:
+    def finish(self, key: UploadKey) -> None:
         """No more chunks are wanted for this upload: settled, superseded, or one-chunk and complete."""
-        self._remove(upload_id)
-        self._finished[upload_id] = None
+        self._remove(key)
+        self._finished[key] = None
         while len(self._finished) > self._remember_finished:
             self._finished.popitem(last=False)
 
     def drop(self, upload: Upload, *, stale: bool) -> None:
         """Out of the registry: stale (remembered, to be rebuilt if it comes back) or released with its partition
         (forgotten: the partition's next owner reads it again)."""
-        file = upload.file
-        self._remove(file.upload_id)
+        self._remove(upload.key)
         if stale:
-            self._dropped[file.upload_id] = Dropped(upload.partition, upload.assembly.first_offset)
+            self._dropped[upload.key] = Dropped(upload.partition, upload.assembly.first_offset)
             while len(self._dropped) > self._remember_dropped:
                 self._dropped.popitem(last=False)
 
-    def _remove(self, upload_id: str) -> None:
-        upload = self._building.pop(upload_id, None)
+    def _remove(self, key: UploadKey) -> None:
+        upload = self._building.pop(key, None)
         if upload is None:
             return
-        key = (upload.partition, upload.file.uploader, upload.file.path)
-        if self._by_path.get(key) == upload_id:
-            del self._by_path[key]
+        path = (upload.file.uploader, upload.file.path)
+        keys = self._by_path.get(path)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_path[path]
 
     # the published part, kept in step with the publication ledger by Completion
 

@@ -14,6 +14,7 @@ from streamsend.downloader.assembly import FileDescription
 from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.publisher import Publication
 from streamsend.downloader.store import Staging, Store
+from streamsend.downloader.uploads import UploadKey
 from streamsend.shared.errors import PublishError
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
@@ -57,8 +58,10 @@ class Rig:
         digest = FileDigest(hashlib.sha256(sent).hexdigest(), hashlib.md5(sent).hexdigest())
         upload_id = _id(name)
         return Completed(
+            key=UploadKey(0, upload_id),
             file=FileDescription("edge-1", name, upload_id, len(data), 1, 4096, 1),
-            staging=Staging(self.store.staging_dir / upload_id), sha256=hashlib.sha256(data).hexdigest(),
+            staging=Staging(self.store.staging_dir / UploadKey(0, upload_id).name),
+            sha256=hashlib.sha256(data).hexdigest(),
             expected=digest, topic="chunks", partition=0, offset=offset,
             data=data,
         )  # fmt: skip

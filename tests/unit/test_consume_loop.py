@@ -166,3 +166,83 @@ async def test_a_permanent_poll_fault_is_raised(rig: Rig) -> None:
     rig.consumer.poll_faults = [kafka_errors.GroupAuthorizationFailedError("group")]
     with pytest.raises(kafka_errors.GroupAuthorizationFailedError):
         await rig.loop._poll(rig.consumer)
+
+
+class Fetched:
+    """A record as aiokafka returns it."""
+
+    def __init__(self, offset: int, chunk: Any) -> None:
+        self.offset, self.key, self.value, self.headers = offset, b"k", chunk.value, chunk.headers
+
+
+class PartitionLog(FakeConsumer):
+    """One partition's records, a fetch position and a committed offset, with a rebalance that can be made to
+    run after a poll has fetched its records and before they are handled: the interleaving that once let a
+    commit pass the first chunk of a file not yet published."""
+
+    def __init__(self, loop: ConsumeLoop, chunks: list[Any], per_poll: int) -> None:
+        super().__init__()
+        self.loop = loop
+        self.records = [Fetched(offset, chunk) for offset, chunk in enumerate(chunks)]
+        self.per_poll = per_poll
+        self.position = 0
+        self.committed_offset: int | None = None
+        self.rebalance_after_polls: set[int] = set()
+        self.all_committed = asyncio.Event()
+        self.polls = 0
+
+    async def getmany(self, timeout_ms: int) -> dict[Any, list[Any]]:
+        batch = self.records[self.position : self.position + self.per_poll]
+        self.position += len(batch)
+        self.polls += 1
+        if self.polls in self.rebalance_after_polls:  # fetched, not yet handled: the rebalance goes first
+            asyncio.get_running_loop().create_task(self._rebalance())
+            await asyncio.sleep(0)
+        return {TP: batch} if batch else {}
+
+    async def _rebalance(self) -> None:
+        await self.loop.revoked({TP})
+        self.position = self.committed_offset or 0  # as a new assignment starts from the committed offset
+        await self.loop.assigned({TP})
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        await super().commit(offsets)
+        self.committed_offset = offsets[TP]
+        if self.committed_offset == len(self.records):
+            self.all_committed.set()
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offset
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position = offset
+
+    async def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.position = 0
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.records)
+
+
+@pytest.mark.parametrize("rebalance_after", [{2}, {2, 3}, {1, 3, 5}, {4}])
+async def test_a_rebalance_between_a_poll_and_its_handling_never_lets_a_commit_pass_an_unpublished_file(
+    rig: Rig, rebalance_after: set[int]
+) -> None:
+    big = chunks_of(os.urandom(20_000), 4096, path="video/big.bin")  # 5 chunks, offsets 0-4
+    small = chunks_of(b"tiny", 4096, path="small.txt")  # offset 5
+    log_ = PartitionLog(rig.loop, [*big, *small], per_poll=1)
+    log_.rebalance_after_polls = rebalance_after
+    rig.loop._consumer = log_
+    stop = asyncio.Event()
+
+    async def until_committed() -> None:
+        await log_.all_committed.wait()
+        stop.set()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(until_committed())
+        await asyncio.wait_for(rig.loop._fetch_loop(stop), 30)
+    published = rig.store.root / "edge-1" / "video" / "big.bin"
+    assert published.stat().st_size == 20_000
+    # Held at big's first chunk (offset 0) until it is published; then past it (5), then past small (6).
+    assert {c[TP] for c in log_.commits} <= {0, 5, 6}

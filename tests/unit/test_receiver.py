@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -127,11 +128,26 @@ async def test_a_chunk_contradicting_its_upload_is_refused(harness: Harness) -> 
     assert harness.metric("streamsend_downloader_records_rejected_total", reason="conflict") == 1
 
 
-async def test_the_same_upload_id_on_another_partition_is_refused(harness: Harness) -> None:
+async def test_copies_of_an_upload_on_other_partitions_are_uploads_of_their_own_handled_side_by_side(
+    harness: Harness,
+) -> None:
     chunks = chunks_of(DATA, 4096)
-    await harness.feed(chunks[:1], partition=0)
-    await harness.feed(chunks[1:2], partition=1)
-    assert harness.metric("streamsend_downloader_records_rejected_total", reason="conflict") == 1
+
+    async def partition(number: int, chunks: list[Chunk]) -> None:
+        for offset, chunk in enumerate(chunks):
+            await harness.receiver.handle(Record("topic", number, offset, b"k", chunk.value, chunk.headers))
+
+    # Both partitions meet the upload id at once: neither may trip over the other's staging file.
+    await asyncio.gather(partition(0, chunks[:2]), partition(1, chunks[1:2]), partition(2, chunks[:1]))
+    assert harness.metric("streamsend_downloader_open_assemblies") == 3
+    await partition(0, chunks)  # the genuine upload completes: the copies cost only their own partitions
+    await harness.receiver.flush()
+    assert harness.published().read_bytes() == DATA
+    assert harness.receiver.committable(0) == len(chunks)
+    # The copies are of a version now published: dropped, they no longer hold their partitions back.
+    assert harness.receiver.committable(1) == 1 and harness.receiver.committable(2) == 1
+    assert harness.metric("streamsend_downloader_files_failed_total", reason="superseded") == 2
+    assert list(harness.store.staging_dir.iterdir()) == []
 
 
 async def test_a_newer_upload_of_the_same_path_supersedes_the_older(harness: Harness) -> None:
@@ -155,7 +171,7 @@ async def test_a_quiet_upload_is_dropped_and_rebuilt_if_its_uploader_comes_back(
     assert harness.metric("streamsend_downloader_files_failed_total", reason="stale") == 1
     assert harness.receiver.committable(0) == 1  # no longer holds commits back
     rewind = await harness.receiver.handle(harness.record(chunks[1].headers, chunks[1].value))
-    assert rewind == Rewind(0, first_offset, "file.bin")
+    assert rewind == Rewind(0, first_offset, "edge-1/file.bin")
     # The consumer reads the partition again from there:
     await harness.receiver.handle(Record("topic", 0, 0, b"k", chunks[0].value, chunks[0].headers))
     await harness.feed(chunks[1:])
