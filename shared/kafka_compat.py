@@ -12,6 +12,13 @@ fetch per commit timeout until it is restarted.
 the connection and becomes the ``KafkaConnectionError`` aiokafka already retries. Called once, at import of
 ``streamsend.shared.connection``, before any client exists.
 
+``track_topics`` fixes the topics a producer's metadata covers. aiokafka's client asks for every topic's
+metadata until a send names a topic it has not seen; from then on it asks only for the topics named that way.
+A topic whose partitions were already known (from the first, every-topic answer) is never named, so the next
+refresh forgets its leaders: batches already queued for it find no leader, the sender asks for metadata in a
+tight loop without ever asking for that topic, and the batches wait until they expire (``request_timeout``).
+That is what a fresh state topic did to the chunk topic.
+
 ``close_abandoned`` finishes a client whose ``stop()`` was given up on: aiokafka's ``stop()`` closes the group
 coordinator, then the fetcher or sender, then the connections, each waiting for the one before; cut short, it
 leaves every background task running and every connection open.
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiokafka.errors as kafka_errors
@@ -52,6 +59,22 @@ def install() -> None:
         method = getattr(AIOKafkaConnection, name)
         if not getattr(method, "__streamsend_compat__", False):
             setattr(AIOKafkaConnection, name, _writes_as_connection_errors(method))
+
+
+def track_topics(producer: Any, topics: Iterable[str]) -> Awaitable[Any]:
+    """Make the producer's metadata refreshes cover ``topics`` (and any topic a later send names); completes once
+    their metadata is in."""
+    return producer.client.set_topics([topic for topic in topics if topic])
+
+
+def partitions_known(producer: Any, topic: str) -> set[int] | None:
+    """The partitions of ``topic`` in the producer's current metadata (None: it knows no leaders for it)."""
+    partitions: set[int] | None = producer.client.cluster.partitions_for_topic(topic)
+    return partitions
+
+
+async def refresh_metadata(producer: Any) -> None:
+    await producer.client.force_metadata_update()
 
 
 _BACKGROUND = {  # attribute holding a part of a client: the attributes of that part holding its tasks

@@ -52,13 +52,16 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self, exc: BaseException, retried: bool = True) -> None:
-        """``retried``: an operation is tried again (False for a probe that only watches)."""
+    def failed(self, exc: BaseException, retried: bool = True, since: float | None = None) -> None:
+        """``retried``: an operation is tried again (False for a probe that only watches). ``since``: when the
+        failed operation started waiting (a request that timed out): the outage is counted from there, so its
+        logged length is the time the work waited, not the time since the fault was noticed."""
         self.retries += 1
         if retried and self.on_retry is not None:
             self.on_retry()
         if self.since is None:
-            self.since = self.clock()
+            now = self.clock()
+            self.since = now if since is None else min(now, since)
             self.count += 1
             log.warning("%s unavailable (%s): retrying until it is back", self.what, describe(exc))
             if self.on_change is not None:

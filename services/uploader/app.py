@@ -96,11 +96,12 @@ async def _serve(
         choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes, overhead)
         log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
         metrics.chunk_size.set(choice.chunk_size)
-        # The producers start first: a transactional one aborts what its predecessor left open, which a
-        # read_committed load of the state topic would otherwise wait for.
+        if state is not None:  # every topic exists before a producer starts (kafka_compat.track_topics)
+            await state.prepare(admin)
+        # The producers start before the state is loaded: a transactional one aborts what its predecessor left
+        # open, which a read_committed load of the state topic would otherwise wait for.
         async with ProducerPool(settings, choice.limit, outage) as pool:
             if state is not None:
-                await state.prepare(admin)
                 await state.load(ledger)
             else:
                 log.warning(

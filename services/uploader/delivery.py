@@ -120,13 +120,15 @@ class FileDelivery:
     async def _confirm(self, record: OutgoingRecord, ack: Awaitable[object]) -> None:
         courier = self._courier
         backoff = Backoff(max_s=courier.backoff_max_s)
+        sent = courier.outage.clock()
         try:
             while True:
                 try:
                     await ack
                 except Exception as exc:
-                    await self._pause_or_raise(exc, backoff)
+                    await self._pause_or_raise(exc, backoff, since=sent)
                     ack = await self._enqueue(record)
+                    sent = courier.outage.clock()
                 else:
                     courier.outage.succeeded()
                     self._on_ack(record)
@@ -134,7 +136,8 @@ class FileDelivery:
         finally:
             record.settled()
 
-    async def _pause_or_raise(self, exc: Exception, backoff: Backoff) -> None:
+    async def _pause_or_raise(self, exc: Exception, backoff: Backoff, since: float | None = None) -> None:
+        """``since``: when the failed record was handed to Kafka, the start of the wait an outage accounts for."""
         courier = self._courier
         if isinstance(exc, REFUSALS):
             raise exc  # the ACLs refuse every file alike: not a fault of this file, the daemon stops
@@ -142,7 +145,7 @@ class FileDelivery:
             raise PermanentSendError(describe(exc)) from exc
         if not courier.resend:
             raise TransactionFault(describe(exc)) from exc
-        courier.outage.failed(exc)
+        courier.outage.failed(exc, since=since)
         await courier.sink.recover(self._lane, exc)
         await asyncio.sleep(backoff.next_delay())
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiokafka.errors as kafka_errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamsend.shared import kafka_compat
 from streamsend.shared.admin import Admin
 from streamsend.shared.connection import client_options, stop_client
 from streamsend.shared.errors import SettingsError
@@ -195,6 +196,7 @@ class ProducerPool:
             producer = self._producer(idempotent, transactional_id)
             try:
                 await producer.start()
+                await kafka_compat.track_topics(producer, (self._settings.topic, self._settings.state_topic))
             except BaseException:
                 await producer.stop()
                 raise

@@ -9,11 +9,14 @@ import asyncio
 
 import aiokafka.errors as kafka_errors
 import uvloop
+from aiokafka import AIOKafkaProducer
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
 import streamsend.shared.connection  # noqa: F401  (installs the fix, as every daemon does)
+from streamsend.shared import kafka_compat
 from tests.support.brokers import Broker
+from tests.support.kafka import TopicFactory, produce
 
 
 def _host_port(broker: Broker) -> tuple[str, int]:
@@ -38,3 +41,30 @@ async def test_a_request_on_a_connection_closed_under_it_is_a_kafka_connection_e
         assert not conn.connected()
     finally:
         conn.close()
+
+
+async def test_a_producer_tracking_its_topics_keeps_their_leaders_after_a_send_to_a_topic_made_later(
+    broker: Broker, topics: TopicFactory
+) -> None:
+    """aiokafka's behaviour behind the stall on fresh topics (shared/kafka_compat.track_topics), and its remedy.
+    Should a later aiokafka keep every known topic in its refreshes, the first half fails: the remedy may go."""
+    chunks = await topics.create()
+    await produce(broker.bootstrap, chunks, [{"value": b"first", "partition": p} for p in range(6)])  # leaders up
+    plain = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    tracking = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await plain.start()
+    await tracking.start()
+    try:
+        for producer in (plain, tracking):  # as an idempotent producer's start does: every topic's metadata
+            await kafka_compat.refresh_metadata(producer)
+        state = await topics.create(1)  # made after the producers started: their first metadata lacks it
+        await kafka_compat.track_topics(tracking, [chunks, state])
+        for producer in (plain, tracking):
+            await (await producer.send(chunks, b"chunk", partition=0))  # known from the every-topic metadata
+            await (await producer.send(state, b"state", partition=0))  # named now: tracked from here on
+            await kafka_compat.refresh_metadata(producer)
+        assert kafka_compat.partitions_known(plain, chunks) is None  # forgotten: queued chunks find no leader
+        assert kafka_compat.partitions_known(tracking, chunks) == set(range(6))
+    finally:
+        await plain.stop()
+        await tracking.stop()
