@@ -64,7 +64,8 @@ def install() -> None:
 def track_topics(producer: Any, topics: Iterable[str]) -> Awaitable[Any]:
     """Make the producer's metadata refreshes cover ``topics`` (and any topic a later send names); completes once
     their metadata is in."""
-    return producer.client.set_topics([topic for topic in topics if topic])
+    tracked: Awaitable[Any] = producer.client.set_topics([topic for topic in topics if topic])
+    return tracked
 
 
 def partitions_known(producer: Any, topic: str) -> set[int] | None:

@@ -18,7 +18,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.mark.parametrize("attempt", range(2))
+@pytest.mark.parametrize("attempt", range(3))  # the stall came in about one transfer in three
 async def test_files_right_after_the_topics_are_made_never_wait_for_kafka(
     broker: Broker, topics: TopicFactory, tmp_path: Path, attempt: int
 ) -> None:

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from streamsend.demo.verify import compare_trees, tree_files
 from streamsend.shared import keys, protocol
 from streamsend.shared.errors import ProtocolError
-from streamsend.shared.keys import Recipient
 from streamsend.shared.protocol import FileDigest, crc32c
 from streamsend.shared.seal import Sealer
 from tests.support.brokers import Broker
@@ -47,7 +46,7 @@ class Attacker:
     def __init__(self, bootstrap: str, topic: str, office_pub: Path, real_paths: list[str], seed: int) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.rng = random.Random(seed)
-        recipient = [Recipient(keys.load_public(office_pub))]
+        recipient = [keys.load_recipient(office_pub)]
         self.forger = Sealer(recipient, Ed25519PrivateKey.generate(), encrypt_names=True)
         self.unsigned = Sealer(recipient, None, encrypt_names=True)
         self.real_paths = real_paths
