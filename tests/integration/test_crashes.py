@@ -18,6 +18,7 @@ from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory, keys
 from tests.support.processes import (
+    FIRST_CHUNK_UPLOADED,
     DaemonProcess,
     daemon_env,
     found_identical,
@@ -103,7 +104,7 @@ async def test_an_uploader_killed_mid_file_sends_it_again_and_nothing_else(
     async with downloader(broker.bootstrap, topic, target) as down:
         first = await DaemonProcess("uploader", tmp_path / "up1.log", env).start()
         try:
-            await first.wait_for_log("big.bin (00001 of 00289) chunk uploaded")
+            await first.wait_for_log(FIRST_CHUNK_UPLOADED)
             await wait_until(lambda: first.log().count("Successfully processed") >= 10, 60, "the small files")
             # Their state records are confirmed in the background: a kill before that would send them again.
             await wait_until(lambda: _recorded(broker.bootstrap, f"{topic}-state", 10), 60, "the state records")

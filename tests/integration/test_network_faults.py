@@ -14,7 +14,14 @@ import pytest
 from streamsend.demo.verify import compare_trees
 from tests.support.brokers import BROKERS, Broker, relayed_broker
 from tests.support.kafka import TopicFactory
-from tests.support.processes import assert_alive, daemon_pair, messages, published, stop_cleanly
+from tests.support.processes import (
+    FIRST_CHUNK_UPLOADED,
+    assert_alive,
+    daemon_pair,
+    messages,
+    published,
+    stop_cleanly,
+)
 from tests.support.relay import Relay
 from tests.support.waiting import wait_until
 
@@ -53,7 +60,7 @@ async def _transfer_through_an_outage(relay: Relay, bootstrap: str, tmp_path: Pa
     topic = await TopicFactory(bootstrap).create()
     settings = {"request_timeout": 10, "retry_backoff_max": 5}
     async with daemon_pair(bootstrap, topic, source, target, tmp_path, **settings) as (up, down):
-        await up.wait_for_log("big.bin (00001 of ")
+        await up.wait_for_log(FIRST_CHUNK_UPLOADED)  # whichever chunk is acknowledged first
         await down.wait_for_log("big.bin (00001/")
         relay.cut() if fault == "refused" else relay.black_hole()
         await asyncio.sleep(OUTAGE_S)

@@ -15,7 +15,7 @@ from streamsend.demo.verify import file_sha256
 from tests.support.brokers import BROKERS, Broker, require_kafka
 from tests.support.daemons import downloader, uploader
 from tests.support.kafka import TopicFactory, records
-from tests.support.processes import DaemonProcess, daemon_env
+from tests.support.processes import FIRST_CHUNK_UPLOADED, DaemonProcess, daemon_env
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
     async with downloader(broker.bootstrap, topic, target) as down:
         first = await DaemonProcess("uploader", tmp_path / "up1.log", env).start()
         try:
-            await first.wait_for_log("(00001 of 00289) chunk uploaded")
+            await first.wait_for_log(FIRST_CHUNK_UPLOADED)
             code, _ = await first.signal_and_wait()
         finally:
             await first.kill()

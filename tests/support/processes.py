@@ -35,9 +35,14 @@ class DaemonProcess:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
-    async def wait_for_log(self, text: str, timeout_s: float = 60) -> None:
-        await wait_until(lambda: text in self.log() or self._exited(), timeout_s, f"{text!r} in the {self.role} log")
-        assert text in self.log(), f"{self.role} exited early:\n{self.log()[-3000:]}"
+    async def wait_for_log(self, text: str | re.Pattern[str], timeout_s: float = 60) -> None:
+        """Until the log holds ``text``, or a line matching it (a pattern)."""
+
+        def found() -> bool:
+            return text in self.log() if isinstance(text, str) else text.search(self.log()) is not None
+
+        await wait_until(lambda: found() or self._exited(), timeout_s, f"{text!r} in the {self.role} log")
+        assert found(), f"{self.role} exited early:\n{self.log()[-3000:]}"
 
     def _exited(self) -> bool:
         return self.process is not None and self.process.returncode is not None
@@ -120,6 +125,11 @@ _LINE = re.compile(r"^\[\d{8} [\d:.]+\] \w+ \[[^\]]*\] (.*)$", re.MULTILINE)
 _VERIFIED = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified(?: \(md5 [0-9a-f]+\))?$")
 _IDENTICAL = re.compile(r"^(\S.*?) \(\d+/\d+\):    final chunk, .* verified: the published file is identical, ")
 _PUBLISHED_BEFORE = re.compile(r"^(\S.*?): upload [0-9a-f]+ was published before a restart: not again$")
+
+
+# The uploader's line for the first chunk of big.bin acknowledged: not always chunk 1 (one sent again after a
+# fault may be overtaken), so never wait for that one in particular.
+FIRST_CHUNK_UPLOADED = re.compile(r"big\.bin \(\d+ of \d+\) chunk uploaded")
 
 
 def messages(log: str) -> list[str]:
