@@ -170,4 +170,6 @@ class UploaderSettings(CommonSettings):
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:
-        return re.compile(self.file_pattern)
+        # DOTALL: a name with a newline is a name like any other (and reported as one that cannot be sent),
+        # not one that silently fails to match ``.*``.
+        return re.compile(self.file_pattern, re.DOTALL)

@@ -3,6 +3,11 @@
 Events can be missed (network filesystems, a folder moved in whole, start-up races), so the periodic
 rescan is the safety net and events only make things faster. Folders and files whose name starts with
 a dot are not entered; symlinks are never followed.
+
+One bad entry costs only itself. watchfiles fails a whole batch of events when one of its names is not valid
+UTF-8 (shares written by Windows and point-of-sale machines have such names); the watch is then started again at
+once and the tree scanned at once for what that batch held, and the scan reports the name (once). Folders the
+watch cannot enter are skipped by it; the scans report them (once).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 from streamsend.shared.lifecycle import sleep_or_stop
+from streamsend.shared.retry import describe
 from streamsend.uploader.intake import Intake
 
 log = logging.getLogger(__name__)
 
 Found = list[tuple[Path, os.stat_result]]
+WATCH_RESTART_S = 1.0  # a watch that lost a batch is started again at once, but not more often than this
 
 
 def scan_tree(root: Path) -> tuple[Found, list[str]]:
@@ -75,6 +82,7 @@ class TreeWatcher:
         self._rescan_interval_s = rescan_interval_s
         self._on_scan = on_scan  # a counter: lets an observer wait for "one more full scan" instead of time
         self._problems: set[str] = set()
+        self._rescan_now = asyncio.Event()  # events were lost: scan before the interval is up
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -100,17 +108,36 @@ class TreeWatcher:
             )  # fmt: skip
             first = False
             self._on_scan()
-            await sleep_or_stop(self._rescan_interval_s, stop)
+            await self._until_next_scan(stop)
+
+    async def _until_next_scan(self, stop: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._rescan_now.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self._rescan_interval_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._rescan_now.clear()
 
     async def _events(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            started = time.monotonic()
             try:
-                async for changes in awatch(self._root, stop_event=stop, watch_filter=None, recursive=True):
+                async for changes in awatch(
+                    self._root, stop_event=stop, watch_filter=None, recursive=True, ignore_permission_denied=True
+                ):
                     await self._apply(changes)
-            except Exception as exc:  # a vanished root, an inotify limit: the rescans carry on alone
+            except Exception as exc:
+                if not _system_error(exc):  # one batch it could not read (a name not UTF-8): the watch is fine
+                    log.debug("File events: a batch was lost (%s): watching again, scanning now", describe(exc))
+                    self._rescan_now.set()
+                    await sleep_or_stop(max(0.0, WATCH_RESTART_S - (time.monotonic() - started)), stop)
+                    continue
+                # A vanished root, an inotify limit: the rescans carry on alone.
                 log.warning(
-                    "File events unavailable (%s): relying on rescans every %.0f s", exc, self._rescan_interval_s
-                )
+                    "File events unavailable (%s): relying on rescans every %.0f s",
+                    describe(exc), self._rescan_interval_s,
+                )  # fmt: skip
                 await sleep_or_stop(self._rescan_interval_s, stop)
 
     async def _apply(self, changes: set[tuple[Change, str]]) -> None:
@@ -130,3 +157,10 @@ class TreeWatcher:
         if changed:
             for path, st in await asyncio.to_thread(_inspect, changed):
                 self._intake.offer(path, st)
+
+
+def _system_error(exc: Exception) -> bool:
+    """Whether the watch failed for a reason of the system's (a vanished root, an inotify limit)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(OSError) is not None
+    return isinstance(exc, OSError)

@@ -15,7 +15,7 @@ import logging
 from streamsend.shared import logs
 from streamsend.shared.errors import FileChangedError, Interrupted, PermanentSendError
 from streamsend.shared.metrics import UploaderMetrics
-from streamsend.uploader.files import ReadyFile, SentFile
+from streamsend.uploader.files import FileState, ReadyFile, SentFile
 from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
 from streamsend.uploader.pipeline import FileSender
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 GROUP_FILES = 100  # one-chunk files sent together, at most
 GROUP_BYTES = 4 * 1024 * 1024
+REMEMBER_UNREADABLE = 10_000
 
 
 class Workers:
@@ -35,6 +36,8 @@ class Workers:
         self._finisher = finisher
         self._metrics = metrics
         self.sent = 0
+        # Files that could not be read, and the state they had: reported once, not at every rescan again.
+        self._unreadable: dict[str, FileState] = {}
 
     async def run(self, index: int, stop: asyncio.Event) -> None:
         logs.set_worker(f"stms-upl-{index + 1}")
@@ -90,6 +93,8 @@ class Workers:
         await self._finisher.sent_many(done)
 
     def _done(self, done: list[tuple[ReadyFile, SentFile]]) -> None:
+        for ready, _ in done:
+            self._unreadable.pop(ready.wire_path, None)
         self.sent += len(done)
         if done:
             self._metrics.files_sent.inc(len(done))
@@ -97,6 +102,9 @@ class Workers:
 
     def _failed(self, ready: ReadyFile, exc: Exception) -> None:
         metrics, name = self._metrics, ready.wire_path
+        if isinstance(exc, OSError) and self._unreadable.get(name) == ready.state:
+            log.debug("%s: still cannot be read: %s", name, exc.strerror or exc)
+            return
         if isinstance(exc, FileChangedError | Interrupted | PermanentSendError | OSError):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             metrics.view.failed(None, name, f"{type(exc).__name__}: {reason}")
@@ -111,7 +119,13 @@ class Workers:
             metrics.files_failed.labels("kafka").inc()
             self._finisher.fail(ready)
         elif isinstance(exc, OSError):
-            log.error("%s: cannot be read: %s; retried at the next rescan", name, exc.strerror or exc)
+            self._unreadable[name] = ready.state
+            while len(self._unreadable) > REMEMBER_UNREADABLE:
+                del self._unreadable[next(iter(self._unreadable))]
+            log.error(
+                "%s: cannot be read: %s; tried again at each rescan, reported again once it changes",
+                name, exc.strerror or exc,
+            )  # fmt: skip
             metrics.files_failed.labels("unreadable").inc()
         else:
             raise exc

@@ -98,7 +98,7 @@ async def test_unreadable_files_and_folders_are_reported_and_retried(
     (source / "secret.txt").chmod(0)
     (source / "locked-folder").chmod(0)
     topic = await topics.create()
-    env = daemon_env(broker.bootstrap, topic, input_dir=source, rescan_interval=1)
+    env = daemon_env(broker.bootstrap, topic, input_dir=source, rescan_interval=1, log_level="DEBUG")
     # root reads everything: without the DAC capabilities, permissions bind root too
     wrapper = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     up = DaemonProcess("uploader", tmp_path / "up.log", env)
@@ -109,6 +109,7 @@ async def test_unreadable_files_and_folders_are_reported_and_retried(
             await wait_until(lambda: (target / "edge-1" / "readable.txt").exists(), 30, "the readable file")
             await up.wait_for_log("secret.txt: cannot be read: Permission denied")
             await up.wait_for_log("locked-folder: Permission denied")
+            await up.wait_for_log("secret.txt: still cannot be read")  # tried again at a rescan
             (source / "secret.txt").chmod(0o644)
             (source / "locked-folder").chmod(0o755)
             await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 3, 30, "the rest")
@@ -117,6 +118,7 @@ async def test_unreadable_files_and_folders_are_reported_and_retried(
             await up.kill()
     assert code == 0
     assert up.log().count("locked-folder: Permission denied") == 1  # once, not at every rescan
+    assert up.log().count("secret.txt: cannot be read") == 1
     assert compare_trees(source, target / "edge-1").identical
 
 

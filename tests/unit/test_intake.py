@@ -14,7 +14,8 @@ from streamsend.uploader.files import SentFile
 from streamsend.uploader.intake import Intake
 from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.settings import UploaderSettings
-from streamsend.uploader.watcher import scan_tree
+from streamsend.uploader.watcher import TreeWatcher, scan_tree
+from tests.support.waiting import wait_until
 
 
 def _settings(root: Path, **extra: object) -> UploaderSettings:
@@ -106,3 +107,36 @@ async def test_non_utf8_names_are_reported_not_sent(tmp_path: Path, caplog: pyte
         intake.offer(path, st)
     assert await _ready(intake, 1) == ["fine.txt"]
     assert any("caf\\xe9.txt" in r.getMessage() and "not valid UTF-8" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_name_that_is_not_utf8_costs_only_itself_file_events_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """watchfiles fails the whole batch that holds such a name: the watch starts again at once, the tree is
+    scanned at once, the name is reported once, and a file dropped next is found by its event, not by the
+    rescan an hour away."""
+    caplog.set_level(logging.WARNING)
+    intake = Intake(_settings(tmp_path), SentLedger())
+    scans: list[None] = []
+    watcher = TreeWatcher(tmp_path, intake, rescan_interval_s=3600, on_scan=lambda: scans.append(None))
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    try:
+        await wait_until(lambda: len(scans) == 1, 10, "the first scan")
+        await asyncio.sleep(0.3)  # the watch is up (watchfiles gives no sign of it)
+        os.close(os.open(os.fsencode(tmp_path) + b"/till\xff\xfe.log", os.O_CREAT | os.O_WRONLY))
+        await wait_until(lambda: len(scans) == 2, 10, "a scan for the lost batch")
+
+        def dropped() -> bool:  # written again until the restarted watch sees it
+            (tmp_path / "next.txt").write_text("dropped after it")
+            return intake.pending == 1
+
+        await wait_until(dropped, 10, "next.txt found by its event")  # the next rescan is an hour away
+        assert await _ready(intake, 1) == ["next.txt"]
+        assert len(scans) == 2
+    finally:
+        stop.set()
+        await task
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("till\\xff\\xfe.log" in m for m in messages) == 1, messages
+    assert not any("File events unavailable" in m for m in messages)

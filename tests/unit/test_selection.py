@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from streamsend.uploader.selection import select
+from streamsend.uploader.settings import UploaderSettings
 
 ALL = re.compile(".*")
 
@@ -29,3 +31,10 @@ def test_names_the_downloader_would_refuse_are_reported() -> None:
     for parts in [("back\\slash",), ("ctrl\x07",), ("bad\udcff",)]:
         verdict = select(parts, ALL)
         assert verdict.wire_path is None and verdict.report
+
+
+def test_a_name_with_a_newline_is_reported_as_one_that_cannot_be_sent_not_skipped_quietly(tmp_path: Path) -> None:
+    default = UploaderSettings(input_dir=tmp_path).pattern
+    verdict = select(("till", "z-report\n2026.txt"), default)
+    assert verdict.wire_path is None and verdict.report, verdict
+    assert "control character" in verdict.reason or "cannot be sent" in verdict.reason
