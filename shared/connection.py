@@ -7,6 +7,7 @@ aiokafka has no type information, so it stays at this edge (and in one module pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -72,10 +73,17 @@ def client_options(settings: CommonSettings, role: str) -> dict[str, Any]:
     return options
 
 
+FORCED_CLOSE_S = 1.0
+
+
 async def stop_client(client: Any, timeout_s: float) -> None:
     """Stop a producer or consumer; a broker that does not answer cannot hold the process past ``timeout_s``."""
     try:
         await asyncio.wait_for(client.stop(), timeout_s)
+    except asyncio.CancelledError:  # a forced stop: close it without a word to the broker, then go on stopping
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(kafka_compat.close_abandoned(client, FORCED_CLOSE_S), FORCED_CLOSE_S)
+        raise
     except TimeoutError:
         log.warning("Kafka client did not stop within %.0f s: closed without a final flush", timeout_s)
         try:

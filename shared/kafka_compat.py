@@ -99,5 +99,7 @@ async def close_abandoned(client: Any, timeout_s: float) -> None:
     if running:
         await asyncio.wait(running, timeout=timeout_s)
     kafka_client = getattr(client, "_client", None) or getattr(client, "client", None)
+    if hasattr(client, "_closed"):
+        client._closed = True  # closed by hand: no "Unclosed AIOKafka..." warning when it is collected
     if kafka_client is not None:
         await asyncio.wait_for(kafka_client.close(), timeout_s)

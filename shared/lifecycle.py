@@ -2,7 +2,9 @@
 
 The first SIGTERM or SIGINT sets the stop event: loops finish their current unit of work, in-flight work
 drains, clients close, and the process exits 0. When the grace period runs out, or a second signal
-arrives, the main task is cancelled instead; that is still an orderly stop, so the exit code stays 0.
+arrives, the main task is cancelled instead; that is still an orderly stop, so the exit code stays 0. A
+cancelled task may still wait in its clean-up (a Kafka client closing towards a broker that does not answer):
+it is cancelled again every ``CANCEL_AGAIN_S`` until it ends, so a forced stop is never held by the network.
 A crash of any task exits 1 so that the supervisor (Kubernetes, systemd) restarts the process.
 """
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_SETTINGS = 2
+
+CANCEL_AGAIN_S = 0.5
 
 T = TypeVar("T")
 Main = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -56,10 +60,13 @@ async def supervise(main: Main, *, grace_s: float) -> int:
     forced: list[str] = []
 
     def force(reason: str) -> None:
-        if not task.done():
+        if task.done():
+            return
+        if not forced:
             log.warning("%s: cancelling in-flight work", reason)
-            forced.append(reason)
-            task.cancel()
+        forced.append(reason)
+        task.cancel()
+        loop.call_later(CANCEL_AGAIN_S, force, reason)  # and again, should its clean-up wait on the network
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():

@@ -3,12 +3,13 @@ against the bundled broker, so its mapping and its error paths are tested here.)
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import pytest
 
-from streamsend.shared.connection import client_options
+from streamsend.shared.connection import client_options, stop_client
 from streamsend.shared.errors import SettingsError
 from streamsend.shared.settings import load_settings
 from streamsend.uploader.settings import UploaderSettings
@@ -96,3 +97,28 @@ async def test_oauthbearer_reads_its_token_file_at_every_connection(tmp_path: Pa
 def test_incomplete_security_settings_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         _settings(tmp_path, *args)
+
+
+class HungClient:
+    """A Kafka client whose stop waits for a broker that never answers."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self.client = self
+        self.connections_closed = False
+
+    async def stop(self) -> None:
+        await asyncio.sleep(300)
+
+    async def close(self) -> None:
+        self.connections_closed = True
+
+
+async def test_a_forced_stop_closes_a_client_at_once_without_waiting_for_the_broker() -> None:
+    client = HungClient()
+    stopping = asyncio.ensure_future(stop_client(client, timeout_s=300))
+    await asyncio.sleep(0.01)
+    stopping.cancel()  # the second signal
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stopping, 10)
+    assert client.connections_closed and client._closed  # closed: no "Unclosed AIOKafkaProducer" later

@@ -120,3 +120,24 @@ def test_tls_runs_on_asyncio_loop_and_the_rest_on_uvloop() -> None:
 
     assert _loop_factory(tls=True) is None  # uvloop's TLS close can spin until the peer's EOF
     assert _loop_factory(tls=False) is uvloop.new_event_loop
+
+
+async def test_a_second_signal_also_cuts_short_a_clean_up_that_waits_on_the_network() -> None:
+    """As a Kafka client's stop waits for a broker that does not answer: the first cancellation lands in the
+    wait for the work, the clean-up then waits again; the second signal must end that wait too."""
+    cleaned: list[str] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await stop.wait()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(300)
+        finally:
+            try:
+                await asyncio.sleep(300)  # a stop() towards a hung broker
+            finally:
+                cleaned.append("closed without waiting")
+
+    assert await asyncio.wait_for(lifecycle.supervise(main, grace_s=300), 30) == lifecycle.EXIT_OK
+    assert cleaned == ["closed without waiting"]
