@@ -131,6 +131,7 @@ class Admin:
         for response in responses:
             for error_code, _message, _type, _name, entries in response.resources:
                 if error_code != 0:
+                    log.warning("Cannot read %s of %s (%s)", key, name, kafka_errors.for_code(error_code).__name__)
                     return None
                 for entry in entries:
                     if entry[0] == key and entry[1] is not None and str(entry[1]).isdigit():

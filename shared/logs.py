@@ -1,7 +1,12 @@
 """Log set-up: the familiar ``[20250415 20:30:49.202] INFO [stms-upl-1] message`` lines, or JSON lines.
 
 The bracketed name says which worker speaks; a task sets it once with ``set_worker`` and every line it
-logs afterwards carries it (contextvars follow asyncio tasks).
+logs afterwards carries it (contextvars follow asyncio tasks). A daemon's own main lines say which daemon
+speaks (``stms-upl``, ``stms-dnl``).
+
+JSON lines carry, besides the message, the fields a log pipeline filters on, when a line is about a file:
+``uploader``, ``file`` (its path), ``upload_id``, ``chunk`` (1-based), ``chunks`` and ``bytes``. A call
+passes them with ``extra=logs.fields(...)``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,21 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
-from typing import Literal
+from typing import Any, Literal
 
 _worker: ContextVar[str] = ContextVar("streamsend_worker", default="stms-main")
 
 
+FIELDS = ("uploader", "file", "upload_id", "chunk", "chunks", "bytes")
+
+
 def set_worker(name: str) -> None:
     _worker.set(name)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """The structured fields of a log line about a file (see FIELDS), for ``extra=``; None values are left out."""
+    return {f"ss_{name}": value for name, value in values.items() if value is not None}
 
 
 class _WorkerFilter(logging.Filter):
@@ -45,13 +58,19 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = getattr(record, f"ss_{name}", None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure(level: str, fmt: Literal["text", "json"]) -> None:
-    """Route every logger to stderr in the chosen shape; quieten the Kafka client's chatter."""
+def configure(level: str, fmt: Literal["text", "json"], main_worker: str = "stms-main") -> None:
+    """Route every logger to stderr in the chosen shape; quieten the Kafka client's chatter. ``main_worker``
+    names the calling task's lines (and those of the tasks it starts, until they name themselves)."""
+    set_worker(main_worker)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_WorkerFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -42,11 +42,13 @@ class Outage:
 
     what: str
     on_change: Callable[[bool], None] | None = None
+    where: str = ""  # the address tried, for the log (the bootstrap servers)
     on_retry: Callable[[], None] | None = None  # each failed attempt that will be retried (a metric)
     clock: Callable[[], float] = time.monotonic
     since: float | None = None
     retries: int = 0
     count: int = field(default=0)
+    last_error: str = ""  # what the last outage began with
 
     @property
     def down(self) -> bool:
@@ -63,7 +65,9 @@ class Outage:
             now = self.clock()
             self.since = now if since is None else min(now, since)
             self.count += 1
-            log.warning("%s unavailable (%s): retrying until it is back", self.what, describe(exc))
+            at = f" at {self.where}" if self.where else ""
+            log.warning("%s unavailable%s (%s): retrying until it is back", self.what, at, describe(exc))
+            self.last_error = describe(exc)
             if self.on_change is not None:
                 self.on_change(True)
 

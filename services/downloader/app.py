@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> int:
         for line in str(exc).splitlines():
             print(f"streamsend downloader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, "stms-dnl")
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
     return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
 
@@ -47,7 +47,9 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
     registry = registry if registry is not None else CollectorRegistry()
     metrics = DownloaderMetrics(registry, settings.status_history)
     metrics.view.name = settings.group_id
-    outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
+    outage = Outage(
+        "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
+    )
     joined = asyncio.Event()
 
     def output_usable() -> str | None:

@@ -12,6 +12,7 @@ from streamsend.downloader.published import PublishedLedger
 from streamsend.downloader.publisher import Publication, Publisher
 from streamsend.downloader.store import Staging, Store
 from streamsend.downloader.uploads import UploadKey, Uploads
+from streamsend.shared import logs
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import FileDigest
 from streamsend.shared.seal import Refusal, SignatureCheck, Verdict
@@ -35,6 +36,13 @@ class Completed:
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
     verdict: Verdict | None = None  # a sealed file's: refused now, or a signature the publisher checks
     published: bool = False
+
+    @property
+    def fields(self) -> dict[str, object]:
+        """For the structured log fields of the lines about it."""
+        file = self.file
+        return logs.fields(uploader=file.uploader, file=file.path, upload_id=file.upload_id, chunks=file.count,
+                           bytes=file.file_size)  # fmt: skip
 
     @property
     def where(self) -> str:
@@ -109,7 +117,7 @@ class Completion:
             if publication.newer_there:
                 log.warning(
                     "%s final chunk, sha256 %s verified, not published: the published file is a newer version"
-                    " (a late or replayed upload never rolls a file back)", item.where, item.sha256,
+                    " (a late or replayed upload never rolls a file back)", item.where, item.sha256, extra=item.fields,
                 )  # fmt: skip
                 self._metrics.files_failed.labels("older").inc()
                 file = item.file
@@ -119,13 +127,13 @@ class Completion:
             if publication.unchanged:
                 log.info(
                     "%s final chunk, downloaded: %d bytes, sha256 %s verified: the published file is identical, "
-                    "left as it is", item.where, item.file.file_size, item.sha256,
+                    "left as it is", item.where, item.file.file_size, item.sha256, extra=item.fields,
                 )  # fmt: skip
                 self._metrics.files_unchanged.inc()
             else:
                 log.info(
                     "%s final chunk, downloaded: %d bytes, sha256 %s verified (md5 %s)",
-                    item.where, item.file.file_size, item.sha256, item.expected.md5,
+                    item.where, item.file.file_size, item.sha256, item.expected.md5, extra=item.fields,
                 )  # fmt: skip
                 self._metrics.files_verified.inc()
             self._metrics.file_done()
@@ -136,9 +144,10 @@ class Completion:
     async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
         kept = await self._store.quarantine(item.staging, item.file.uploader, item.file.path.split("/"), item.key.name)
         if kept is None:
-            log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why)
+            log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why,
+                      extra=item.fields)  # fmt: skip
         else:
-            log.error("%s final chunk, %s; kept aside as %s", item.where, why, kept)
+            log.error("%s final chunk, %s; kept aside as %s", item.where, why, kept, extra=item.fields)
             self._metrics.files_quarantined.inc()
         self._metrics.files_failed.labels(reason).inc()
         file = item.file

@@ -26,6 +26,7 @@ from streamsend.downloader.completion import Completed, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.store import Staging, Store
 from streamsend.downloader.uploads import Upload, UploadKey
+from streamsend.shared import logs
 from streamsend.shared.errors import ConflictError
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.protocol import ChunkHeader
@@ -228,11 +229,15 @@ class Receiver:
         count = assembly.file.count
         width = max(5, len(str(count)))
         where = f"{_shown(header)} ({header.index + 1:0{width}d}/{count:0{width}d}):   "
+        about = logs.fields(
+            uploader=header.uploader, file=header.path, upload_id=header.upload_id, chunk=header.index + 1,
+            chunks=count, bytes=assembly.received_bytes,
+        )  # fmt: skip
         if header.index == 0:
-            log.info("%s first chunk, downloaded: %d bytes", where, assembly.received_bytes)
+            log.info("%s first chunk, downloaded: %d bytes", where, assembly.received_bytes, extra=about)
         elif assembly.received_count < count and build.last_seen - build.reported >= PROGRESS_EVERY_S:
             share = 100 * assembly.received_bytes // max(1, assembly.file.file_size)
-            log.info("%s downloaded: %d bytes, %d%%", where, assembly.received_bytes, share)
+            log.info("%s downloaded: %d bytes, %d%%", where, assembly.received_bytes, share, extra=about)
         else:
             log.debug("%s downloaded: %d bytes", where, assembly.received_bytes)
             return
@@ -302,6 +307,7 @@ class Receiver:
             level,
             "%s/%s: upload %s dropped after %d of %d chunks: %s",
             file.uploader, file.path, file.upload_id, build.assembly.received_count, file.count, why,
+            extra=logs.fields(uploader=file.uploader, file=file.path, upload_id=file.upload_id, chunks=file.count),
         )  # fmt: skip
         await self._store.discard(build.staging)
         self._metrics.files_failed.labels(reason).inc()

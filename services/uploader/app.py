@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
         for line in str(exc).splitlines():
             print(f"streamsend uploader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, "stms-upl")
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
     return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
 
@@ -55,7 +55,9 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = UploaderMetrics(registry, settings.status_history)
-    outage = Outage("Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc)
+    outage = Outage(
+        "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
+    )
     started = asyncio.Event()
 
     def input_readable() -> str | None:
@@ -182,6 +184,9 @@ def _chunk_size(
         choice = choose_chunk_size(settings.chunk_size, topic_max, broker_max, overhead)
     except ChunkSizeError as exc:
         raise SettingsError(f"invalid setting chunk_size: {exc}") from None
-    if not choice.limits_known:
-        log.warning("The message size limits of topic %s cannot be read: assuming Kafka's default", settings.topic)
+    if not choice.limits_known:  # a refusal to tell was a warning of its own (shared/admin.py)
+        log.info(
+            "The broker does not report the message size limits of topic %s: chunks sized for Kafka's default",
+            settings.topic,
+        )
     return choice

@@ -183,9 +183,9 @@ class ProducerPool:
             kafka_errors.UnsupportedVersionError,
             kafka_errors.ClusterAuthorizationFailedError,
         ) as exc:
-            log.warning(
-                "The broker refuses the idempotent producer (%s): continuing with acks=all;"
-                " the downloader ignores duplicate chunks",
+            log.info(
+                "This broker offers no idempotent producer (%s): sending with acks=all. A chunk sent again after a"
+                " fault may then arrive twice; the downloader ignores the copy",
                 type(exc).__name__,
             )
         self._producers.append(await self._start(False))

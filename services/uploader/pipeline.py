@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from streamsend.shared import logs
 from streamsend.shared.errors import Interrupted
 from streamsend.shared.protocol import chunk_count, encode, record_key
 from streamsend.shared.seal import Sealer
@@ -42,8 +43,15 @@ def new_upload_id() -> str:
 class Progress:
     """Logs the first and last chunk of a file, and one line every few seconds in between."""
 
-    def __init__(self, name: str, count: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        count: int,
+        clock: Callable[[], float] = time.monotonic,
+        fields: dict[str, object] | None = None,
+    ) -> None:
         self._name = name
+        self._fields = fields or {}
         self._count = count
         self._clock = clock
         self._started = clock()
@@ -63,10 +71,14 @@ class Progress:
             self._last_report = now
             elapsed = max(now - self._started, 1e-6)
             log.info(
-                "%s, %d%% done, %.1f MB/s", line, 100 * self.acked // self._count, self.acked_bytes / elapsed / 1e6
-            )
+                "%s, %d%% done, %.1f MB/s", line, 100 * self.acked // self._count, self.acked_bytes / elapsed / 1e6,
+                extra={**self._fields, **self._where(record)},
+            )  # fmt: skip
         else:
             log.debug("%s", line)
+
+    def _where(self, record: OutgoingRecord) -> dict[str, object]:
+        return logs.fields(chunk=record.index + 1, chunks=self._count, bytes=self.acked_bytes)
 
 
 class FileSender:
@@ -160,7 +172,11 @@ class FileSender:
         for outcome in sent:
             if isinstance(outcome, SentFile):
                 self._view.completed(outcome.upload_id, outcome.path, outcome.size, outcome.sha256)
-                log.info("%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5)
+                log.info(
+                    "%s: Successfully processed. sha256 %s md5 %s", outcome.path, outcome.sha256, outcome.md5,
+                    extra=logs.fields(uploader=self._uploader, file=outcome.path, upload_id=outcome.upload_id,
+                                      chunks=1, bytes=outcome.size),
+                )  # fmt: skip
         return sent
 
     async def send(self, ready: ReadyFile, lane: int) -> SentFile:
@@ -193,8 +209,9 @@ class FileSender:
         name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
         count = chunk_count(size, chunk_size)
         partition = partition_for(self._uploader, name, self._partitions())
-        log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size)
-        progress = Progress(name, count)
+        about = logs.fields(uploader=self._uploader, file=name, upload_id=upload_id)
+        log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size, extra=about)
+        progress = Progress(name, count, fields=about)
         view = self._view
 
         def acked(record: OutgoingRecord) -> None:
@@ -238,5 +255,8 @@ class FileSender:
         )
         if transactions is not None:
             await transactions.finish(lane, [sent])
-        log.info("%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5)
+        log.info(
+            "%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5,
+            extra={**about, **logs.fields(chunks=count, bytes=size)},
+        )  # fmt: skip
         return sent

@@ -4,6 +4,7 @@ request timeout because a producer's metadata forgot the chunk topic when the st
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -20,8 +21,11 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.mark.parametrize("attempt", range(3))  # the stall came in about one transfer in three
 async def test_files_right_after_the_topics_are_made_never_wait_for_kafka(
-    broker: Broker, topics: TopicFactory, tmp_path: Path, attempt: int
+    broker: Broker, topics: TopicFactory, tmp_path: Path, attempt: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """... and the happy path says nothing a user must act on: no warning (an embedded broker without the
+    idempotent producer is worth an INFO line, not a WARNING)."""
+    caplog.set_level(logging.INFO)
     source, target = tmp_path / "in", tmp_path / "out"
     for index in range(30):
         path = source / f"small/{index:02d}.txt"
@@ -40,3 +44,7 @@ async def test_files_right_after_the_topics_are_made_never_wait_for_kafka(
         await wait_until(lambda: compare_trees(source, target / "edge-1").identical, 120, "the whole tree")
         assert up.metric("streamsend_uploader_outages_total") == 0
         down.check_alive()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("stream")]
+    assert not warnings
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("edge-1/video/a.bin (00001/00017):") for line in lines)  # the uploader named

@@ -141,3 +141,39 @@ async def test_a_second_signal_also_cuts_short_a_clean_up_that_waits_on_the_netw
 
     assert await asyncio.wait_for(lifecycle.supervise(main, grace_s=300), 30) == lifecycle.EXIT_OK
     assert cleaned == ["closed without waiting"]
+
+
+def test_json_lines_carry_the_fields_of_the_file_they_are_about() -> None:
+    record = _record("video.avi (00002 of 00096) chunk uploaded")
+    for name, value in logs.fields(uploader="till-4", file="video.avi", chunk=2, chunks=96, bytes=2048).items():
+        setattr(record, name, value)
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert {k: entry[k] for k in ("uploader", "file", "chunk", "chunks", "bytes")} == {
+        "uploader": "till-4", "file": "video.avi", "chunk": 2, "chunks": 96, "bytes": 2048,
+    }  # fmt: skip
+    assert "upload_id" not in entry  # absent fields are left out, not null
+
+
+def test_each_daemon_names_its_own_main_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    async def speak() -> None:
+        logs.configure("INFO", "text", "stms-dnl")
+        logging.getLogger("streamsend.test").info("Received SIGTERM")
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        asyncio.run(speak())
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "INFO [stms-dnl] Received SIGTERM" in capsys.readouterr().err
+
+
+def test_an_outage_names_the_address_it_tried(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    outage = Outage("Kafka", where="kafka-1.example:9093,kafka-2.example:9093")
+    outage.failed(ConnectionRefusedError("refused"))
+    assert caplog.records[-1].getMessage() == (
+        "Kafka unavailable at kafka-1.example:9093,kafka-2.example:9093 (ConnectionRefusedError: refused):"
+        " retrying until it is back"
+    )
