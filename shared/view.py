@@ -53,8 +53,10 @@ class TransferView:
     history: int = 50
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
-    waiting: Callable[[], int] = lambda: 0
+    waiting: Callable[[], int] = lambda: 0  # files found and not yet being sent
     name: str = ""  # the uploader's name or the downloader's group
+    address: str = ""  # the Kafka bootstrap servers
+    last_error: Callable[[], str] = lambda: ""  # what the current outage began with
     _in_flight: dict[str, _InFlight] = field(default_factory=dict)
     _untracked: int = 0
     _completed: deque[_Completed] = field(init=False)
@@ -138,6 +140,8 @@ class TransferView:
             "kafka": {
                 "connected": self._connected and self._outage_since is None,
                 "outage_since": None if self._outage_since is None else round(self._outage_since, 3),
+                "address": self.address,
+                "error": self.last_error() if self._outage_since is not None else None,
                 "lag": {str(p): lag for p, lag in sorted(self._lag.items())},
             },
             "waiting": self.waiting(),

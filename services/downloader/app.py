@@ -50,6 +50,7 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
     outage = Outage(
         "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
     )
+    metrics.view.address, metrics.view.last_error = settings.bootstrap_servers, lambda: outage.last_error
     joined = asyncio.Event()
 
     def output_usable() -> str | None:

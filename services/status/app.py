@@ -19,8 +19,15 @@ DEFAULT_URL = "http://127.0.0.1:9100"
 CLEAR = "\x1b[H\x1b[2J"
 
 
+def status_url(url: str) -> str:
+    """The ``/status`` address of a daemon given as a URL, or as plain ``host:port``."""
+    if "://" not in url:
+        url = f"http://{url}"
+    return f"{url.rstrip('/')}/status"
+
+
 def fetch(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url.rstrip('/')}/status", timeout=timeout_s) as response:
+    with urllib.request.urlopen(status_url(url), timeout=timeout_s) as response:
         document: dict[str, Any] = json.load(response)
     return document
 
@@ -41,7 +48,7 @@ def main(argv: Sequence[str]) -> int:
             try:
                 lines = render(fetch(args.url), shutil.get_terminal_size().columns)
             except (urllib.error.URLError, OSError, ValueError) as exc:
-                print(f"streamsend status: no answer from {args.url}/status: {exc}", file=sys.stderr)
+                print(f"streamsend status: no answer from {status_url(args.url)}: {exc}", file=sys.stderr)
                 if not args.watch:
                     return 1
                 lines = []

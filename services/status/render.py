@@ -4,6 +4,7 @@ out."""
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Any
 
 BAR = 24
@@ -29,12 +30,15 @@ def _clock(seconds: float) -> str:
 
 
 def _kafka(kafka: dict[str, Any]) -> str:
+    at = f" at {kafka['address']}" if kafka.get("address") else ""
     if kafka["connected"]:
-        state = "connected"
+        state = f"connected{at}"
     elif kafka["outage_since"] is not None:
-        state = f"UNREACHABLE since {_clock(kafka['outage_since'])}"
+        state = f"UNREACHABLE{at} since {_clock(kafka['outage_since'])}"
+        if kafka.get("error"):
+            state += f" ({kafka['error']})"
     else:
-        state = "connecting"
+        state = f"connecting{at}"
     lag = kafka.get("lag") or {}
     if lag:
         state += ", lag " + ", ".join(f"p{partition} {records}" for partition, records in lag.items())
@@ -53,7 +57,7 @@ def render(status: dict[str, Any], width: int = 100) -> list[str]:
     path_width = max(40, width - BAR - 46)
     for item in status["in_flight"]:
         lines.append(
-            f"  {_fit(item['path'], path_width):<{path_width}} {bar(item['done'], item['size'])} "
+            f"  {_pad(_fit(item['path'], path_width), path_width)} {bar(item['done'], item['size'])} "
             f"{human(item['done']):>9} / {human(item['size']):<9} {human(item['rate']) + '/s':>11}"
         )
     if status.get("in_flight_untracked"):
@@ -61,7 +65,7 @@ def render(status: dict[str, Any], width: int = 100) -> list[str]:
     lines += ["", f"COMPLETED (last {min(RECENT, len(status['completed']))} of {len(status['completed'])} kept)"]
     for item in status["completed"][:RECENT]:
         lines.append(
-            f"  {_clock(item['finished'])} {_fit(item['path'], path_width):<{path_width}} {human(item['size']):>9} "
+            f"  {_clock(item['finished'])} {_pad(_fit(item['path'], path_width), path_width)} {human(item['size']):>9} "
             f"{item['seconds']:7.2f} s  sha256 {item['sha256'][:16]}"
         )
     lines += ["", f"FAILED ({len(status['failed'])})"]
@@ -70,5 +74,27 @@ def render(status: dict[str, Any], width: int = 100) -> list[str]:
     return lines
 
 
+def columns(text: str) -> int:
+    """Terminal columns ``text`` takes: two for wide (CJK, most emoji), none for combining marks."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
 def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
+    """``text`` in at most ``width`` columns: its end, after "...", when it is too wide."""
+    if columns(text) <= width:
+        return text
+    kept = ""
+    for char in reversed(text):
+        if columns(char + kept) > width - 3:
+            break
+        kept = char + kept
+    return "..." + kept
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - columns(text))

@@ -58,6 +58,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
     outage = Outage(
         "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
     )
+    metrics.view.address, metrics.view.last_error = settings.bootstrap_servers, lambda: outage.last_error
     started = asyncio.Event()
 
     def input_readable() -> str | None:
@@ -144,7 +145,7 @@ async def _serve(
                 sealer=sealer,
             )
             workers = Workers(intake, sender, finisher, metrics)
-            metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.pending
+            metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.waiting
             try:
                 watcher = TreeWatcher(settings.input_dir, intake, settings.rescan_interval, metrics.scans.inc)
                 await _run_tasks(settings, stop, watcher, intake, workers, admin, outage, state)

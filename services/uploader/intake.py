@@ -71,6 +71,11 @@ class Intake:
         """Files waiting to become static, queued, or being sent."""
         return len(self._tracker) + len(self._busy)
 
+    @property
+    def waiting(self) -> int:
+        """Files waiting to become static, or queued: found, and not yet being sent."""
+        return len(self._tracker) + self._ready.qsize()
+
     def offer(self, path: Path, st: os.stat_result) -> str | None:
         """A path seen in the tree, with its lstat; returns its wire path if it is a file to send."""
         wire_path = self._wire_path(path)

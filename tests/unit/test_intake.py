@@ -140,3 +140,22 @@ async def test_a_name_that_is_not_utf8_costs_only_itself_file_events_go_on(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("till\\xff\\xfe.log" in m for m in messages) == 1, messages
     assert not any("File events unavailable" in m for m in messages)
+
+
+async def test_a_file_being_sent_is_not_counted_as_waiting(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "b.txt").write_text("y")
+    intake = Intake(_settings(tmp_path), SentLedger())
+    for path, st in scan_tree(tmp_path)[0]:
+        intake.offer(path, st)
+    assert intake.waiting == 2
+    stop = asyncio.Event()
+    task = asyncio.create_task(intake.run(stop))
+    try:
+        taken = await asyncio.wait_for(intake.take(asyncio.Event()), 5)
+        assert taken is not None
+        assert (intake.pending, intake.waiting) == (2, 1)  # one being sent, one waiting
+        intake.finished(taken)
+    finally:
+        stop.set()
+        await task

@@ -3,7 +3,8 @@ from __future__ import annotations
 import json
 
 from streamsend.shared.view import MAX_IN_FLIGHT_SHOWN, TransferView
-from streamsend.status.render import bar, human, render
+from streamsend.status.app import status_url
+from streamsend.status.render import bar, columns, human, render
 from tests.support.clock import Clock
 
 
@@ -63,15 +64,22 @@ def test_a_failure_ends_its_transfer_and_is_listed_with_its_reason() -> None:
 
 def test_kafka_state_and_lag() -> None:
     view, clock = _view()
-    assert view.snapshot()["kafka"] == {"connected": False, "outage_since": None, "lag": {}}
+    view.address, view.last_error = "kafka-1:9092", lambda: "KafkaConnectionError: refused"
+    base = {"address": "kafka-1:9092", "error": None}
+    assert view.snapshot()["kafka"] == {"connected": False, "outage_since": None, "lag": {}, **base}
     view.connected()
     view.lag(3, 12)
     view.lag(0, 0)
-    assert view.snapshot()["kafka"] == {"connected": True, "outage_since": None, "lag": {"0": 0, "3": 12}}
+    assert view.snapshot()["kafka"] == {"connected": True, "outage_since": None, "lag": {"0": 0, "3": 12}, **base}
     clock.now += 1
     view.outage(True)
     view.lag(3, None)
-    assert view.snapshot()["kafka"] == {"connected": False, "outage_since": 1_800_001_001.0, "lag": {"0": 0}}
+    assert view.snapshot()["kafka"] == {
+        "connected": False, "outage_since": 1_800_001_001.0, "lag": {"0": 0}, "address": "kafka-1:9092",
+        "error": "KafkaConnectionError: refused",
+    }  # fmt: skip
+    assert "Kafka UNREACHABLE at kafka-1:9092 since" in render(view.snapshot())[0]
+    assert render(view.snapshot())[0].endswith("(KafkaConnectionError: refused), lag p0 0")
     view.outage(False)
     assert view.snapshot()["kafka"]["connected"]
 
@@ -97,3 +105,21 @@ def test_bars_and_sizes() -> None:
     assert bar(0, 0) == "[########################] 100%"
     assert bar(1, 4, width=4) == "[#...]  25%"
     assert (human(999), human(1500), human(2_500_000_000)) == ("999 B", "1.5 KB", "2.5 GB")
+
+
+def test_wide_names_keep_the_columns_aligned() -> None:
+    view, clock = _view()
+    for key, name in (("a", "edge-1/plain.bin"), ("b", "edge-1/請求書/保険証券.pdf"), ("c", "edge-1/🧾 receipt.pdf")):
+        view.start(key, name, 1000)
+    clock.now += 1
+    lines = [line for line in render(view.snapshot(), width=100) if "[" in line and "%" in line]
+    assert len(lines) == 3
+    assert len({columns(line[: line.index("[")]) for line in lines}) == 1  # the bars start in one column
+    long = "edge-1/" + "長い名前" * 30
+    document = {**view.snapshot(), "in_flight": [{**view.snapshot()["in_flight"][0], "path": long}]}
+    assert columns(render(document, width=140)[4]) <= 140  # cut to its end, counted in columns
+
+
+def test_status_takes_a_plain_host_and_port() -> None:
+    assert status_url("127.0.0.1:9464") == "http://127.0.0.1:9464/status"
+    assert status_url("https://mirror.example/") == "https://mirror.example/status"
