@@ -8,15 +8,26 @@ daemon at start with one line per setting at fault (see ``SettingsError``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ByteSize,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -33,6 +44,29 @@ _config_file: ContextVar[Path | None] = ContextVar("streamsend_config_file", def
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds from a number, or from text with units as sizes take them: ``90``, ``1.5``, ``500ms``, ``5s``,
+    ``2m``, ``1h30m``, ``7d``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().replace(" ", "").lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION.fullmatch(text):
+        raise ValueError("not a duration: give seconds (90, 1.5) or a number with a unit (500ms, 5s, 2m, 1h, 7d)")
+    return sum(float(number) * _UNIT_S[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def split_list(value: Any) -> Any:
@@ -71,9 +105,9 @@ class CommonSettings(BaseSettings):
     status_history: int = Field(
         50, ge=1, le=10000, description="completed and failed files the live view keeps (GET /status)"
     )
-    request_timeout: float = Field(30.0, gt=0, description="seconds before a Kafka request counts as failed")
-    retry_backoff_max: float = Field(30.0, gt=0, description="longest pause between retries, in seconds")
-    shutdown_grace: float = Field(10.0, ge=0, description="seconds SIGTERM waits for in-flight work")
+    request_timeout: Seconds = Field(30.0, gt=0, description="seconds before a Kafka request counts as failed")
+    retry_backoff_max: Seconds = Field(30.0, gt=0, description="longest pause between retries, in seconds")
+    shutdown_grace: Seconds = Field(10.0, ge=0, description="seconds SIGTERM waits for in-flight work")
 
     security_protocol: SecurityProtocol = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     ssl_cafile: Path | None = Field(None, description="CA bundle that signs the brokers' certificates")
@@ -210,6 +244,25 @@ def _readable_help(parser: argparse.ArgumentParser, cls: type[CommonSettings]) -
         if action.help:
             for empty in (" (default: )", " (default: None)", " (default: null)"):
                 action.help = action.help.replace(empty, "")
+            action.help = re.sub(
+                r"\(default factory: [^)]*\)", "(default: " + _factory_default(name) + ")", action.help
+            )
+            if annotation is ByteSize and isinstance(field.default, int):
+                action.help = action.help.replace(
+                    f"(default: {field.default})", f"(default: {size_text(field.default)})"
+                )
+
+
+def size_text(count: int) -> str:
+    """A size as it would be written in a setting: ``32MiB``, ``1GiB``, ``1000`` where no unit fits exactly."""
+    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count and count % factor == 0:
+            return f"{count // factor}{unit}"
+    return str(count)
+
+
+def _factory_default(name: str) -> str:
+    return {"uploader_name": "this host's name"}.get(name, "computed at start")
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -220,9 +273,31 @@ def format_validation_error(exc: ValidationError) -> str:
         if not name:  # a rule across several settings names them in its message
             lines.append(f"invalid settings: {message}")
             continue
+        if error["type"] == "missing":
+            flag, variable = "--" + name.replace("_", "-"), ENV_PREFIX + name.upper()
+            lines.append(f"invalid setting {name}: required: give {flag}, {variable} or {name} in the --config file")
+            continue
         shown = "" if "password" in name or "input" not in error else _shown_input(error["input"])
         lines.append(f"invalid setting {name}: {message}{shown}")
     return "\n".join(lines)
+
+
+# Variables with the prefix that are no daemon's setting, but are read by the project all the same.
+OTHER_VARIABLES = frozenset({"STATUS_URL", "KAFKA_LIBS"})
+
+
+def unknown_variables(classes: Iterable[type[BaseSettings]], environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each ``STREAMSEND_`` variable that names no setting of any daemon (a typo would otherwise
+    run the daemon with a default), with the closest setting's variable."""
+    known = {name.upper() for cls in classes for name in cls.model_fields} | OTHER_VARIABLES
+    warnings = []
+    for variable in sorted(os.environ if environ is None else environ):
+        if not variable.startswith(ENV_PREFIX) or variable[len(ENV_PREFIX) :] in known:
+            continue
+        close = difflib.get_close_matches(variable[len(ENV_PREFIX) :], known, n=1, cutoff=0.6)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        warnings.append(f"Environment variable {variable} names no setting: ignored{hint}")
+    return warnings
 
 
 def _shown_input(value: Any) -> str:

@@ -25,7 +25,8 @@ from streamsend.shared.errors import SettingsError
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
-from streamsend.shared.settings import load_settings
+from streamsend.shared.settings import load_settings, unknown_variables
+from streamsend.uploader.settings import UploaderSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"streamsend downloader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
     logs.configure(settings.log_level, settings.log_format, "stms-dnl")
+    for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
+        log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
     return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
 

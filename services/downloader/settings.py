@@ -14,7 +14,7 @@ from streamsend.shared.errors import UnsafePathError
 from streamsend.shared.keys import load_identity, load_verify_key
 from streamsend.shared.paths import validate_uploader_name
 from streamsend.shared.seal import Opener
-from streamsend.shared.settings import CommonSettings, split_list
+from streamsend.shared.settings import CommonSettings, Seconds, split_list
 
 FsyncPolicy = Literal["batch", "file", "off"]  # here, not in the I/O module: settings load no libc
 
@@ -25,9 +25,9 @@ class DownloaderSettings(CommonSettings):
     output_dir: Path = Field(description="root of the mirrored tree: <output_dir>/<uploader>/<path>")
     group_id: str = Field("streamsend-downloader", min_length=1, description="Kafka consumer group")
     max_open_files: int = Field(64, ge=1, le=65536, description="staging files kept open at once")
-    session_timeout: float = Field(10.0, gt=0, description="seconds without heartbeat before the group moves on")
-    heartbeat_interval: float = Field(3.0, gt=0, description="seconds between heartbeats to the group")
-    stale_after: float = Field(3600.0, gt=0, description="seconds without a chunk before an upload is dropped")
+    session_timeout: Seconds = Field(10.0, gt=0, description="seconds without heartbeat before the group moves on")
+    heartbeat_interval: Seconds = Field(3.0, gt=0, description="seconds between heartbeats to the group")
+    stale_after: Seconds = Field(3600.0, gt=0, description="seconds without a chunk before an upload is dropped")
     min_free_space: ByteSize = Field(
         ByteSize(64 * 1024 * 1024), ge=0, description="bytes kept free on the output filesystem"
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
+from streamsend.downloader.settings import DownloaderSettings
 from streamsend.shared import lifecycle, logs
 from streamsend.shared.access import naming_refusals
 from streamsend.shared.admin import Admin
@@ -20,7 +21,7 @@ from streamsend.shared.faults import is_transient
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
-from streamsend.shared.settings import load_settings
+from streamsend.shared.settings import load_settings, unknown_variables
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier
 from streamsend.uploader.finish import Finisher
@@ -47,6 +48,8 @@ def main(argv: Sequence[str]) -> int:
             print(f"streamsend uploader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
     logs.configure(settings.log_level, settings.log_format, "stms-upl")
+    for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
+        log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
     return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
 

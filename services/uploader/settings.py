@@ -17,7 +17,7 @@ from streamsend.shared.keys import load_recipient, load_signing_key
 from streamsend.shared.paths import sanitize_uploader_name, validate_uploader_name
 from streamsend.shared.protocol import MAX_CHUNK_SIZE
 from streamsend.shared.seal import Sealer
-from streamsend.shared.settings import CommonSettings, check_topic_name, split_list
+from streamsend.shared.settings import CommonSettings, Seconds, check_topic_name, split_list
 
 
 def _host_name() -> str:
@@ -32,15 +32,15 @@ class UploaderSettings(CommonSettings):
         default_factory=_host_name, description="name of this uploader: the first folder at the target"
     )
     file_pattern: str = Field(".*", description="regular expression the file name must fully match")
-    min_file_age: float = Field(5.0, ge=0, description="seconds a file must stay unchanged before it is sent")
+    min_file_age: Seconds = Field(5.0, ge=0, description="seconds a file must stay unchanged before it is sent")
     chunk_size: ByteSize = Field(ByteSize(0), ge=0, le=MAX_CHUNK_SIZE, description="bytes a chunk, 0 = automatic")
-    rescan_interval: float = Field(30.0, gt=0, description="seconds between full rescans of the tree")
+    rescan_interval: Seconds = Field(30.0, gt=0, description="seconds between full rescans of the tree")
     max_in_flight_bytes: ByteSize = Field(
         ByteSize(32 * 1024 * 1024), ge=64 * 1024, description="chunk bytes sent and not yet acknowledged"
     )
     max_concurrent_files: int = Field(8, ge=1, le=256, description="files sent at the same time")
     producers: int = Field(2, ge=1, le=16, description="Kafka producers (connections) in the pool")
-    linger: float = Field(0.0, ge=0, le=10, description="seconds a producer waits to fill a batch")
+    linger: Seconds = Field(0.0, ge=0, le=10, description="seconds a producer waits to fill a batch")
     max_batch_bytes: ByteSize = Field(
         ByteSize(256 * 1024), ge=1024, description="batch size for small records (chunks larger go alone)"
     )
@@ -60,7 +60,7 @@ class UploaderSettings(CommonSettings):
         " has transactions and there is a state_topic), on (required), off",
     )
     state_max_files: int = Field(200_000, ge=1000, description="files remembered as sent, at most")
-    state_forget_after: float = Field(
+    state_forget_after: Seconds = Field(
         86400.0, gt=0, description="seconds a sent file may be absent from the tree before it is forgotten"
     )
 

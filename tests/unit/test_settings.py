@@ -7,7 +7,7 @@ import pytest
 from streamsend.cli import main as cli_main
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.shared.errors import SettingsError
-from streamsend.shared.settings import load_settings
+from streamsend.shared.settings import load_settings, unknown_variables
 from streamsend.uploader.settings import UploaderSettings
 
 
@@ -48,7 +48,7 @@ def test_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "invalid setting input_dir: Field required"),
+        ([], "invalid setting input_dir: required: give --input-dir"),
         (["--input-dir", "/no/such/dir"], "invalid setting input_dir: not a directory: /no/such/dir"),
         (["--file-pattern", "(unclosed"], "invalid setting file_pattern: not a valid regular expression"),
         (["--min-file-age", "-1"], "invalid setting min_file_age: Input should be greater than or equal to 0"),
@@ -115,7 +115,7 @@ def test_the_command_exits_2_with_one_line_naming_the_setting(capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["streamsend uploader: invalid setting input_dir: not a directory: /no/such/dir (got '/no/such/dir')"]
     assert cli_main(["downloader"]) == 2
-    assert "invalid setting output_dir: Field required" in capsys.readouterr().err
+    assert "invalid setting output_dir: required: give --output-dir, STREAMSEND_OUTPUT_DIR" in capsys.readouterr().err
 
 
 def test_the_command_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,3 +188,49 @@ def test_the_downloader_settings_load_no_io_module() -> None:
     code += " or m.startswith('streamsend.downloader.') and m != 'streamsend.downloader.settings'))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_durations_take_units_as_sizes_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSEND_RESCAN_INTERVAL", "2m")
+    settings = load_settings(
+        UploaderSettings,
+        ["--input-dir", str(tmp_path), "--request-timeout", "45s", "--state-forget-after", "1h30m", "--linger", "5ms"],
+        "t",
+    )
+    assert (settings.rescan_interval, settings.request_timeout) == (120.0, 45.0)
+    assert (settings.state_forget_after, settings.linger) == (5400.0, 0.005)
+    assert load_settings(DownloaderSettings, ["--output-dir", str(tmp_path), "--stale-after", "7d"], "t").stale_after == (
+        7 * 86400.0
+    )
+    with pytest.raises(SettingsError, match="invalid setting request_timeout: not a duration"):
+        load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--request-timeout", "5 parsecs"], "t")
+
+
+def test_a_missing_setting_names_its_flag_and_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(UploaderSettings, [], "t")
+    assert str(caught.value) == (
+        "invalid setting input_dir: required: give --input-dir, STREAMSEND_INPUT_DIR or input_dir in the --config file"
+    )
+
+
+def test_help_shows_defaults_as_they_are_written(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_settings(UploaderSettings, ["--help"], "streamsend uploader")
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: 32MiB)" in shown and "33554432" not in shown
+    assert "(default: this host's name)" in shown and "default factory" not in shown
+
+
+def test_a_variable_that_names_no_setting_is_reported_with_the_closest_one() -> None:
+    environ = {
+        "STREAMSEND_INPUT_DIRS": "/in",  # a typo
+        "STREAMSEND_OUTPUT_DIR": "/out",  # the downloader's, in a shared environment: not a typo
+        "STREAMSEND_STATUS_URL": "x",
+        "STREAMSEND_WHATEVER_ELSE": "1",
+        "PATH": "/bin",
+    }
+    assert unknown_variables((UploaderSettings, DownloaderSettings), environ) == [
+        "Environment variable STREAMSEND_INPUT_DIRS names no setting: ignored; did you mean STREAMSEND_INPUT_DIR?",
+        "Environment variable STREAMSEND_WHATEVER_ELSE names no setting: ignored",
+    ]
