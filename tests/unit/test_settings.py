@@ -199,9 +199,8 @@ def test_durations_take_units_as_sizes_do(tmp_path: Path, monkeypatch: pytest.Mo
     )
     assert (settings.rescan_interval, settings.request_timeout) == (120.0, 45.0)
     assert (settings.state_forget_after, settings.linger) == (5400.0, 0.005)
-    assert load_settings(DownloaderSettings, ["--output-dir", str(tmp_path), "--stale-after", "7d"], "t").stale_after == (
-        7 * 86400.0
-    )
+    downloader = load_settings(DownloaderSettings, ["--output-dir", str(tmp_path), "--stale-after", "7d"], "t")
+    assert downloader.stale_after == 7 * 86400.0
     with pytest.raises(SettingsError, match="invalid setting request_timeout: not a duration"):
         load_settings(UploaderSettings, ["--input-dir", str(tmp_path), "--request-timeout", "5 parsecs"], "t")
 
