@@ -33,10 +33,11 @@ METADATA_WAITS = 20  # about 10 s in all
 class Admin:
     """The few administrative calls the daemons make, each retried through broker outages."""
 
-    def __init__(self, settings: CommonSettings, role: str, outage: Outage) -> None:
+    def __init__(self, settings: CommonSettings, role: str, outage: Outage, *, retry: bool = True) -> None:
         self._settings = settings
         self._role = role
         self._outage = outage
+        self._retries = retry  # False: each call is tried once (``--check`` reports an outage, it does not wait)
         self._client = AIOKafkaAdminClient(**client_options(settings, role))
 
     async def __aenter__(self) -> Admin:
@@ -51,6 +52,8 @@ class Admin:
         await self._client.close()
 
     async def _retry(self, operation: Any) -> Any:
+        if not self._retries:
+            return await operation()
         try:
             return await retry_forever(
                 operation,
@@ -102,8 +105,16 @@ class Admin:
         """Three copies where the cluster has three brokers; pre-create the topic for anything else."""
         return max(1, min(3, len(self._client._client.cluster.brokers())))
 
+    async def describe_topic(self, name: str) -> TopicInfo:
+        """The topic as it is, without creating it: ``partitions`` 0 where it does not exist."""
+        if name not in await self._retry(self._client.list_topics):
+            return TopicInfo(name, 0, None, await self._broker_config_int("message.max.bytes"))
+        return await self._info(name, int(await self._retry(lambda: self._partition_count(name))))
+
     async def topic_info(self, name: str) -> TopicInfo:
-        partitions = await self.ensure_topic(name, self._settings.topic_partitions)
+        return await self._info(name, await self.ensure_topic(name, self._settings.topic_partitions))
+
+    async def _info(self, name: str, partitions: int) -> TopicInfo:
         return TopicInfo(
             name=name,
             partitions=partitions,

@@ -83,8 +83,10 @@ class Outage:
 
 
 def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text, kind = str(exc), type(exc).__name__
+    if text.startswith(kind):  # Kafka's errors name themselves already
+        return text
+    return f"{kind}: {text}" if text else kind
 
 
 async def retry_forever(

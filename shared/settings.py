@@ -203,13 +203,18 @@ def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file of settings (flags > environment > file)"
     )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check the settings, the broker, the topics and the permissions, say what would be done, and exit"
+        " (0: ready, 1: the broker does not answer, 2: a setting to fix)",
+    )  # fmt: skip
     cli: CliSettingsSource[S] = CliSettingsSource(
         cls, root_parser=parser, cli_kebab_case=True, cli_implicit_flags=True, cli_show_env_vars=True
     )
     _readable_help(parser, cls)
     namespace = parser.parse_args(list(argv))  # usage errors exit 2 with argparse's message
     config_file: Path | None = namespace.config
-    del namespace.config
+    del namespace.config, namespace.check  # --check is the app's to act on
     if config_file is not None and not config_file.is_file():
         raise SettingsError(f"invalid setting config: file not found: {config_file}")
     token = _config_file.set(config_file)

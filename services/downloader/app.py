@@ -39,6 +39,10 @@ def main(argv: Sequence[str]) -> int:
             print(f"streamsend downloader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
     logs.configure(settings.log_level, settings.log_format, "stms-dnl")
+    if "--check" in argv:
+        from streamsend.downloader import check
+
+        return asyncio.run(check.run(settings))
     for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
         log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")

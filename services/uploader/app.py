@@ -48,6 +48,10 @@ def main(argv: Sequence[str]) -> int:
             print(f"streamsend uploader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
     logs.configure(settings.log_level, settings.log_format, "stms-upl")
+    if "--check" in argv:
+        from streamsend.uploader import check
+
+        return asyncio.run(check.run(settings))
     for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
         log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
@@ -99,7 +103,7 @@ async def _serve(
     async with Admin(settings, "uploader", outage) as admin:
         topic = await admin.topic_info(settings.topic)
         overhead = sealer.overhead_bytes if sealer is not None else 0
-        choice = _chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes, overhead)
+        choice = chunk_size(settings, topic.topic_max_message_bytes, topic.broker_max_message_bytes, overhead)
         log.info("*** %s, topic %s, %d partitions", choice.describe(), topic.name, topic.partitions)
         metrics.chunk_size.set(choice.chunk_size)
         if state is not None:  # every topic exists before a producer starts (kafka_compat.track_topics)
@@ -181,7 +185,7 @@ async def _run_tasks(
             group.create_task(workers.run(index, stop), name=f"stms-upl-{index + 1}")
 
 
-def _chunk_size(
+def chunk_size(
     settings: UploaderSettings, topic_max: int | None, broker_max: int | None, overhead: int
 ) -> ChunkSizeChoice:
     try:
