@@ -11,6 +11,7 @@ import aiokafka.errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from streamsend.shared import kafka_compat
 from streamsend.shared.connection import client_options, preflight, refuse_settings
 from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage, retry_forever
@@ -103,7 +104,7 @@ class Admin:
 
     def _replication_factor(self) -> int:
         """Three copies where the cluster has three brokers; pre-create the topic for anything else."""
-        return max(1, min(3, len(self._client._client.cluster.brokers())))
+        return max(1, min(3, kafka_compat.broker_count(self._client)))
 
     async def describe_topic(self, name: str) -> TopicInfo:
         """The topic as it is, without creating it: ``partitions`` 0 where it does not exist."""

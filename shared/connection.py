@@ -16,7 +16,6 @@ from typing import Any
 
 import aiokafka.errors as kafka_errors
 from aiokafka.abc import AbstractTokenProvider
-from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
 from streamsend.shared import kafka_compat
@@ -118,7 +117,7 @@ async def preflight(settings: CommonSettings, role: str) -> None:
     for server in settings.servers:
         host, _, port = server.rpartition(":")
         try:
-            conn = await create_conn(
+            conn = await kafka_compat.connect(
                 host.strip("[]"), int(port), client_id=options["client_id"],
                 request_timeout_ms=options["request_timeout_ms"], **{k: options[k] for k in keys if k in options},
             )  # fmt: skip

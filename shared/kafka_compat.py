@@ -1,4 +1,19 @@
-"""aiokafka on uvloop: a write to a connection the broker has just closed must fail as a Kafka connection error.
+"""The one place that knows aiokafka's internals: every private attribute of its clients that Streamsend reads or
+patches is read or patched here, behind a named function, and ``tests/integration/test_kafka_client.py`` fails
+loudly should a supported aiokafka version no longer have one of them.
+
+What each is for:
+
+- ``install``: a write to a connection the broker has just closed must fail as a Kafka connection error (below).
+- ``connect``: one connection to one broker, for the start-up probe that tells TLS and SASL failures apart.
+- ``track_topics``, ``partitions_known``, ``refresh_metadata``: the topics a producer's metadata covers (below).
+- ``sender_end``: whether a producer's background sender has ended (then it fails every record it is given).
+- ``coordination_ended``: whether a consumer's group coordination has ended (then it never joins again).
+- ``in_transaction``: whether a transactional producer has a transaction open.
+- ``broker_count``: how many brokers an admin client knows of.
+- ``close_abandoned``: finish a client whose ``stop()`` was given up on (below).
+
+aiokafka on uvloop: a write to a connection the broker has just closed must fail as a Kafka connection error.
 
 asyncio's transports ignore a write after close; uvloop's raise ``RuntimeError`` ("unable to perform operation
 on <TCPTransport closed=True>; the handler is closed"). aiokafka 0.14 expects only ``OSError`` there
@@ -32,7 +47,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiokafka.errors as kafka_errors
-from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.conn import AIOKafkaConnection, CloseReason, create_conn
 
 _CLOSED = "the handler is closed"  # uvloop's words for a transport already closed
 
@@ -59,6 +74,38 @@ def install() -> None:
         method = getattr(AIOKafkaConnection, name)
         if not getattr(method, "__streamsend_compat__", False):
             setattr(AIOKafkaConnection, name, _writes_as_connection_errors(method))
+
+
+async def connect(host: str, port: int, **options: Any) -> Any:
+    """A connection to one broker (``send`` a request on it, then ``close`` it)."""
+    return await create_conn(host, port, **options)
+
+
+def sender_end(producer: Any) -> BaseException | str | None:
+    """Why a producer's background sender has ended (it never does while the producer runs): the error that
+    ended it, or "cancelled"; None while it runs."""
+    task = producer._sender.sender_task
+    if task is None or not task.done():
+        return None
+    cause: BaseException | None = None if task.cancelled() else task.exception()
+    return "cancelled" if cause is None else (cause.__cause__ or cause)
+
+
+def coordination_ended(consumer: Any) -> bool:
+    """Whether a consumer's group coordination task has ended (it never does while the consumer runs)."""
+    coordinator = consumer._coordinator
+    task = None if coordinator is None else coordinator._coordination_task
+    return task is not None and task.done()
+
+
+def in_transaction(producer: Any) -> bool:
+    manager = producer._txn_manager
+    return manager is not None and bool(manager.is_in_transaction())
+
+
+def broker_count(admin: Any) -> int:
+    """The brokers an admin client knows of (from its last metadata)."""
+    return len(admin._client.cluster.brokers())
 
 
 def track_topics(producer: Any, topics: Iterable[str]) -> Awaitable[Any]:

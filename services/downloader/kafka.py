@@ -26,7 +26,7 @@ from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
 from streamsend.downloader.stuck import StallWatch
-from streamsend.shared import logs
+from streamsend.shared import kafka_compat, logs
 from streamsend.shared.access import REFUSALS
 from streamsend.shared.connection import client_options, stop_client
 from streamsend.shared.errors import SettingsError
@@ -226,7 +226,7 @@ class ConsumeLoop:
         except kafka_errors.KafkaError as exc:
             if isinstance(exc, REFUSALS) or not (is_transient(exc) or _coordination_fault(exc)):
                 raise
-            if _coordination_dead(consumer):
+            if kafka_compat.coordination_ended(consumer):
                 log.error("The Kafka consumer's group coordination stopped (%s): it is replaced", describe(exc))
                 return None
             self._outage.failed(exc)
@@ -369,12 +369,6 @@ class ConsumeLoop:
 def _coordination_fault(exc: kafka_errors.KafkaError) -> bool:
     """An error of the group protocol that a later join mends, though aiokafka marks it not retriable."""
     return isinstance(exc, (kafka_errors.IllegalGenerationError, kafka_errors.UnknownMemberIdError))
-
-
-def _coordination_dead(consumer: Any) -> bool:
-    """Whether aiokafka's group coordination task has ended (it never does while the consumer runs)."""
-    task = getattr(getattr(consumer, "_coordinator", None), "_coordination_task", None)
-    return task is not None and task.done()
 
 
 def _names(partitions: set[TopicPartition]) -> str:

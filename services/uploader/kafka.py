@@ -133,7 +133,7 @@ class ProducerPool:
         """Abort the lane's open transaction, if any; a producer that cannot abort is replaced."""
         producer = self._lane(lane)
         try:
-            if producer._txn_manager.is_in_transaction():
+            if kafka_compat.in_transaction(producer):
                 await asyncio.wait_for(producer.abort_transaction(), self._settings.request_timeout)
         except Exception as exc:  # a fatal state (fenced, or a broker gone too long): start the lane anew
             log.warning("Transaction of lane %d not aborted (%s): its producer is restarted", lane, describe(exc))
@@ -233,13 +233,9 @@ class ProducerPool:
 
 
 def _sender_end(producer: Any) -> str | None:
-    """Why aiokafka's background sender of ``producer`` has ended (it never does while the producer runs), or
-    None while it runs."""
-    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
-    if task is None or not task.done():
-        return None
-    cause = None if task.cancelled() else task.exception()
-    return "cancelled" if cause is None else describe(cause.__cause__ or cause)
+    """Why the producer's background sender has ended, for the log; None while it runs."""
+    ended = kafka_compat.sender_end(producer)
+    return ended if ended is None or isinstance(ended, str) else describe(ended)
 
 
 STATE_PARTITIONS = 6

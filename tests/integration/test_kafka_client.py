@@ -9,7 +9,8 @@ import asyncio
 
 import aiokafka.errors as kafka_errors
 import uvloop
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
@@ -68,3 +69,43 @@ async def test_a_producer_tracking_its_topics_keeps_their_leaders_after_a_send_t
     finally:
         await plain.stop()
         await tracking.stop()
+
+
+async def test_the_aiokafka_internals_streamsend_relies_on_are_there(broker: Broker, topics: TopicFactory) -> None:
+    """Every function of shared/kafka_compat on real, running clients: fails loudly with an aiokafka that no
+    longer has what one of them reads."""
+    topic = await topics.create(2)
+    host, port = _host_port(broker)
+    conn = await kafka_compat.connect(host, port, request_timeout_ms=10_000)
+    try:
+        assert (await conn.send(MetadataRequest([]))).brokers
+    finally:
+        conn.close()
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=f"g-{topic}",
+                                session_timeout_ms=2000, heartbeat_interval_ms=500)  # fmt: skip
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    await consumer.start()
+    await admin.start()
+    try:
+        await kafka_compat.track_topics(producer, [topic])
+        await (await producer.send(topic, b"x", partition=0))
+        await kafka_compat.refresh_metadata(producer)
+        assert kafka_compat.partitions_known(producer, topic) == {0, 1}
+        assert kafka_compat.sender_end(producer) is None
+        assert not kafka_compat.in_transaction(producer)
+        await consumer.getmany(timeout_ms=500)
+        assert not kafka_compat.coordination_ended(consumer)
+        await admin.list_topics()
+        assert kafka_compat.broker_count(admin) >= 1
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        await admin.close()
+    assert kafka_compat.sender_end(producer) == "cancelled"
+    assert kafka_compat.coordination_ended(consumer)
+    abandoned = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await abandoned.start()
+    await kafka_compat.close_abandoned(abandoned, 5)  # no "Unclosed AIOKafkaProducer" when it is collected
+    assert kafka_compat.sender_end(abandoned) == "cancelled"
