@@ -101,12 +101,13 @@ class FileDelivery:
     async def send(self, record: OutgoingRecord) -> None:
         """Enqueue a record whose bytes are reserved in the budget; it is confirmed in the background, and its
         reservation released once acknowledged (or once it fails for good)."""
+        sent = self._courier.outage.clock()
         try:
             ack = await self._enqueue(record)
         except BaseException:
             record.settled()
             raise
-        self._group.create_task(self._confirm(record, ack))
+        self._group.create_task(self._confirm(record, ack, sent))
 
     async def _enqueue(self, record: OutgoingRecord) -> Awaitable[object]:
         courier = self._courier
@@ -117,18 +118,18 @@ class FileDelivery:
             except Exception as exc:
                 await self._pause_or_raise(exc, backoff)
 
-    async def _confirm(self, record: OutgoingRecord, ack: Awaitable[object]) -> None:
+    async def _confirm(self, record: OutgoingRecord, ack: Awaitable[object], sent: float) -> None:
+        """``sent``: when the record was handed to Kafka (an outage it meets is counted from there)."""
         courier = self._courier
         backoff = Backoff(max_s=courier.backoff_max_s)
-        sent = courier.outage.clock()
         try:
             while True:
                 try:
                     await ack
                 except Exception as exc:
                     await self._pause_or_raise(exc, backoff, since=sent)
-                    ack = await self._enqueue(record)
                     sent = courier.outage.clock()
+                    ack = await self._enqueue(record)
                 else:
                     courier.outage.succeeded()
                     self._on_ack(record)

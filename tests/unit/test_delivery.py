@@ -13,6 +13,7 @@ from streamsend.shared.faults import is_transient
 from streamsend.shared.retry import Outage
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier, FileDelivery, OutgoingRecord
+from tests.support.clock import Clock
 
 
 class FakeSink:
@@ -134,3 +135,39 @@ async def test_a_broken_sequence_is_retried_after_the_sink_mends_its_producer() 
     # ...and the records in flight on the producer replaced fail with ProducerClosed: sent again as well
     assert acked == [0] and sink.enqueued == [0, 0, 0]
     assert sink.recovered == ["OutOfOrderSequenceNumber", "ProducerClosed"]
+
+
+class SlowFailure:
+    """A record the broker never acknowledges: it fails after the request timeout, which a fake clock spends."""
+
+    def __init__(self, clock: Clock, waited_s: float) -> None:
+        self.clock, self.waited_s, self.failed = clock, waited_s, False
+        self.enqueued: list[int] = []
+
+    async def recover(self, lane: int, exc: BaseException) -> None:
+        pass
+
+    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+        self.enqueued.append(record.index)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.failed:
+            future.set_result(None)
+        else:
+            self.failed = True
+            self.clock.now += self.waited_s  # the request timeout goes by before the error comes
+            future.set_exception(kafka_errors.NotLeaderForPartitionError())
+        return future
+
+
+async def test_an_outage_is_as_long_as_the_record_waited_not_as_long_as_since_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = Clock(100.0)
+    outage = Outage("Kafka", clock=clock)
+    sink = SlowFailure(clock, waited_s=30.0)
+    courier = Courier(sink, ByteBudget(1000), outage, is_transient, 0.0)
+    async with courier.file(0, lambda r: None) as delivery:
+        await _send(courier, delivery, _record(0))
+    back = [r.getMessage() for r in caplog.records if "back after an outage" in r.getMessage()]
+    assert back == ["Kafka back after an outage of 30.0 s (1 retries)"]
