@@ -6,6 +6,7 @@ daemons stay up throughout."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,10 +63,12 @@ async def test_a_broker_killed_mid_transfer_and_restarted_loses_and_duplicates_n
         def mirrored() -> bool:
             return compare_trees(source, target / "edge-1").identical
 
+        def moved_on(seen: int) -> bool:
+            return down.log().count("video/big.bin (") > seen or mirrored()
+
         for kill in range(kills):
             if kill:  # the next kill once the big file has moved on again (or everything is there)
-                seen = down.log().count("video/big.bin (")
-                await wait_until(lambda: down.log().count("video/big.bin (") > seen or mirrored(), 120, "progress")
+                await wait_until(functools.partial(moved_on, down.log().count("video/big.bin (")), 120, "progress")
             node.kill()
             await asyncio.sleep(DOWN_S)
             assert_alive(up, down)
