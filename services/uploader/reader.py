@@ -89,12 +89,11 @@ class ChunkReader:
                     ahead = asyncio.create_task(self._reserve_and_read(following, position + 2 == len(planned)))
                 yield span, data, crc, reservation
         finally:
-            if ahead is not None:  # a chunk read ahead but never handed out: wait for it, and free it
-                try:
-                    _data, _crc, reservation = await ahead
-                    reservation.release()
-                except BaseException:
-                    pass
+            if ahead is not None:  # a chunk being read ahead, never to be handed out: stop it, free its bytes
+                ahead.cancel()
+                await asyncio.wait({ahead})  # our own cancellation, if any, still comes through here
+                if not ahead.cancelled() and ahead.exception() is None:
+                    ahead.result()[2].release()  # it had finished: a failed or cancelled one freed its own
 
     async def _reserve_and_read(self, span: Span, last: bool) -> tuple[bytes, int, Reservation]:
         reservation = await self._budget.reserve(span.length + self._framing.extra_bytes(last))  # the value's size

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from watchfiles import Change, awatch
+from watchfiles._rust_notify import WatchfilesRustInternalError  # what a batch it cannot read raises
 
 from streamsend.shared.lifecycle import sleep_or_stop
 from streamsend.shared.retry import describe
@@ -128,11 +129,13 @@ class TreeWatcher:
                 ):
                     await self._apply(changes)
             except Exception as exc:
-                if not _system_error(exc):  # one batch it could not read (a name not UTF-8): the watch is fine
+                if _only(exc, WatchfilesRustInternalError):  # a batch it could not read (a name not UTF-8)
                     log.debug("File events: a batch was lost (%s): watching again, scanning now", describe(exc))
                     self._rescan_now.set()
                     await sleep_or_stop(max(0.0, WATCH_RESTART_S - (time.monotonic() - started)), stop)
                     continue
+                if not _only(exc, OSError):
+                    raise  # a fault of ours: the daemon stops (exit 1) and its supervisor starts it again
                 # A vanished root, an inotify limit: the rescans carry on alone.
                 log.warning(
                     "File events unavailable (%s): relying on rescans every %.0f s",
@@ -159,8 +162,9 @@ class TreeWatcher:
                 self._intake.offer(path, st)
 
 
-def _system_error(exc: Exception) -> bool:
-    """Whether the watch failed for a reason of the system's (a vanished root, an inotify limit)."""
+def _only(exc: Exception, kind: type[Exception]) -> bool:
+    """Whether ``exc`` is a ``kind``, or a group of them only (watchfiles raises from a task group)."""
     if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(OSError) is not None
-    return isinstance(exc, OSError)
+        rest = exc.split(kind)[1]
+        return rest is None
+    return isinstance(exc, kind)

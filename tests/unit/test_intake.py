@@ -159,3 +159,31 @@ async def test_a_file_being_sent_is_not_counted_as_waiting(tmp_path: Path) -> No
     finally:
         stop.set()
         await task
+
+
+async def test_a_fault_of_ours_while_handling_file_events_stops_the_watcher_rather_than_hiding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a batch watchfiles could not read restarts the watch, and only a system's refusal switches events
+    off: a bug fails loudly (the daemon exits 1 and is restarted), never turned into "events unavailable"."""
+    (tmp_path / "doomed.txt").write_text("x")
+    intake = Intake(_settings(tmp_path), SentLedger())
+
+    def broken(path: Path) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(intake, "gone", broken)
+    scans: list[None] = []
+    watcher = TreeWatcher(tmp_path, intake, rescan_interval_s=3600, on_scan=lambda: scans.append(None))
+    task = asyncio.create_task(watcher.run(asyncio.Event()))
+    await wait_until(lambda: len(scans) == 1, 10, "the first scan")
+
+    def deleted_until_noticed() -> bool:
+        (tmp_path / "doomed.txt").write_text("x")
+        (tmp_path / "doomed.txt").unlink()
+        return task.done()
+
+    await wait_until(deleted_until_noticed, 10, "the watcher to stop on the bug")
+    with pytest.raises(BaseExceptionGroup) as caught:
+        task.result()
+    assert caught.group_contains(TypeError, match="a bug")

@@ -127,3 +127,29 @@ async def test_a_fifo_swapped_in_is_never_waited_on(tmp_path: Path) -> None:
     with pytest.raises(FileChangedError, match="no longer a regular file"):
         async with ChunkReader(path, state, ByteBudget(1 << 20)):
             pass
+
+
+async def test_a_sender_cancelled_while_a_chunk_is_read_ahead_stays_cancelled(tmp_path: Path) -> None:
+    """The read ahead is stopped and its bytes freed, and the cancellation goes on: it is never eaten."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(40_000))
+    budget = ByteBudget(4096)  # one chunk in hand: the one ahead waits for the budget, which never frees
+    held = asyncio.Event()
+
+    async def send() -> None:
+        async with (
+            ChunkReader(path, state_of(path.lstat()), budget) as reader,
+            contextlib.aclosing(reader.chunks(spans(40_000, 4096))) as chunks,
+        ):
+            async for _span, _chunk, _crc, _reservation in chunks:
+                held.set()
+                await asyncio.sleep(300)  # e.g. waiting for Kafka; this chunk's bytes stay reserved
+
+    sender = asyncio.create_task(send())
+    await held.wait()
+    await asyncio.sleep(0.05)  # the next chunk waits for the budget meanwhile
+    sender.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(sender, 10)
+    assert sender.cancelled()
+    assert budget.used == 4096  # the chunk in hand, still the sender's to release; the one ahead took nothing
