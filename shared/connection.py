@@ -68,7 +68,7 @@ def client_options(settings: CommonSettings, role: str) -> dict[str, Any]:
             options["sasl_oauth_token_provider"] = _FileTokenProvider(settings.sasl_oauth_token_file)
         else:
             options["sasl_plain_username"] = settings.sasl_username
-            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+            options["sasl_plain_password"] = settings.sasl_secret.get_secret_value()
     return options
 
 

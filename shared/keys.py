@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from streamsend.shared.errors import SettingsError
+
+T = TypeVar("T")
 
 RECIPIENT_KEY: Final = "recipient.key"
 RECIPIENT_PUB: Final = "recipient.pub"
@@ -147,3 +152,11 @@ def generate(folder: Path, prefix: str = "") -> list[Path]:
             out.write(data)
         written.append(folder / name)
     return written
+
+
+def loading(setting: str, load: Callable[[Path], T], path: Path) -> T:
+    """``load(path)``, a key file read at start: what is wrong with it names the setting that named it."""
+    try:
+        return load(path)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {setting}: {exc}") from None

@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -160,15 +161,24 @@ class CommonSettings(BaseSettings):
     def _security(self) -> CommonSettings:
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS needs both)")
-        if self.sasl_password_file is not None:
-            self.sasl_password = SecretStr(self.sasl_password_file.read_text().strip())
         if self.security_protocol.startswith("SASL"):
             if self.sasl_mechanism == "OAUTHBEARER":
                 if self.sasl_oauth_token_file is None:
                     raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file")
-            elif not self.sasl_username or not self.sasl_password.get_secret_value():
+            elif not self.sasl_username or not (self.sasl_password.get_secret_value() or self.sasl_password_file):
                 raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
         return self
+
+    @cached_property
+    def sasl_secret(self) -> SecretStr:
+        """The SASL password: ``sasl_password``, or read once from ``sasl_password_file`` when the first client is
+        made (settings themselves read no files)."""
+        if self.sasl_password_file is None:
+            return self.sasl_password
+        try:
+            return SecretStr(self.sasl_password_file.read_text().strip())
+        except OSError as exc:
+            raise SettingsError(f"invalid setting sasl_password_file: cannot read it: {exc.strerror or exc}") from None
 
     @property
     def servers(self) -> list[str]:

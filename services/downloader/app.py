@@ -25,6 +25,7 @@ from streamsend.shared.errors import SettingsError
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import DownloaderMetrics
 from streamsend.shared.retry import Outage
+from streamsend.shared.seal import Opener
 from streamsend.shared.settings import load_settings, unknown_variables
 from streamsend.uploader.settings import UploaderSettings
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 def main(argv: Sequence[str]) -> int:
     try:
         settings = load_settings(DownloaderSettings, argv, "streamsend downloader")
+        opener = settings.opener()  # its key files are read once, here
     except SettingsError as exc:
         for line in str(exc).splitlines():
             print(f"streamsend downloader: {line}", file=sys.stderr)
@@ -46,10 +48,16 @@ def main(argv: Sequence[str]) -> int:
     for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
         log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
-    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
+    return lifecycle.run(functools.partial(run, settings, opener=opener), grace_s=settings.shutdown_grace, tls=tls)
 
 
-async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+async def run(
+    settings: DownloaderSettings,
+    stop: asyncio.Event,
+    registry: CollectorRegistry | None = None,
+    opener: Opener | None = None,
+) -> None:
+    """Run until ``stop``; ``opener``: from the key files, read by the caller (read here when not given)."""
     log.info("Streamsend downloader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = DownloaderMetrics(registry, settings.status_history)
@@ -67,7 +75,9 @@ async def run(settings: DownloaderSettings, stop: asyncio.Event, registry: Colle
 
     await naming_refusals(
         run_with_health(
-            lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, joined), joined, stop),
+            lifecycle.unless_stopped_first(
+                _serve(settings, stop, metrics, outage, joined, opener or settings.opener()), joined, stop
+            ),
             host=settings.metrics_host,
             port=settings.metrics_port,
             registry=registry,
@@ -86,6 +96,7 @@ async def _serve(
     metrics: DownloaderMetrics,
     outage: Outage,
     joined: asyncio.Event,
+    opener: Opener,
 ) -> None:
     store = Store(
         settings.output_dir,
@@ -98,7 +109,6 @@ async def _serve(
             # Create the topic as the uploader would, rather than let a subscribe create it with defaults.
             await admin.ensure_topic(settings.topic, settings.topic_partitions)
         completion = Completion(store, Publisher(store, settings.fsync), metrics)
-        opener = settings.opener()
         if opener.active:
             log.info("Sealed files: %s", opener.describe())
         receiver = Receiver(

@@ -11,7 +11,7 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from streamsend.shared.errors import UnsafePathError
-from streamsend.shared.keys import load_identity, load_verify_key
+from streamsend.shared.keys import load_identity, load_verify_key, loading
 from streamsend.shared.paths import validate_uploader_name
 from streamsend.shared.seal import Opener
 from streamsend.shared.settings import CommonSettings, Seconds, split_list
@@ -60,13 +60,6 @@ class DownloaderSettings(CommonSettings):
     def _split(cls, value: Any) -> Any:
         return split_list(value)
 
-    @field_validator("decrypt_key")
-    @classmethod
-    def _identities(cls, value: list[Path]) -> list[Path]:
-        for path in value:
-            load_identity(path)
-        return value
-
     @field_validator("trusted_uploaders")
     @classmethod
     def _trusted(cls, value: list[str]) -> list[str]:
@@ -78,16 +71,17 @@ class DownloaderSettings(CommonSettings):
                 validate_uploader_name(name.strip())
             except UnsafePathError as exc:
                 raise ValueError(f"{name!r}: {exc}") from None
-            load_verify_key(Path(path.strip()))
         return value
 
     def opener(self) -> Opener:
-        """What opens sealed files and enforces whom this downloader trusts."""
+        """What opens sealed files and enforces whom this downloader trusts: its key files are read here, once,
+        at start (SettingsError names the setting of a key that is missing or of the wrong kind)."""
         trusted: dict[str, list[Ed25519PublicKey]] = {}
         for entry in self.trusted_uploaders:
             name, _, path = entry.partition("=")
-            trusted.setdefault(name.strip(), []).append(load_verify_key(Path(path.strip())))
-        return Opener([load_identity(path) for path in self.decrypt_key], trusted)
+            key = loading("trusted_uploaders", load_verify_key, Path(path.strip()))
+            trusted.setdefault(name.strip(), []).append(key)
+        return Opener([loading("decrypt_key", load_identity, path) for path in self.decrypt_key], trusted)
 
     @field_validator("output_dir")
     @classmethod

@@ -21,6 +21,7 @@ from streamsend.shared.faults import is_transient
 from streamsend.shared.health import kafka_readiness, run_with_health
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
+from streamsend.shared.seal import Sealer
 from streamsend.shared.settings import load_settings, unknown_variables
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier
@@ -43,6 +44,7 @@ PROBE_EVERY_S = 5.0
 def main(argv: Sequence[str]) -> int:
     try:
         settings = load_settings(UploaderSettings, argv, "streamsend uploader")
+        sealer = settings.sealer()  # its key files are read once, here
     except SettingsError as exc:
         for line in str(exc).splitlines():
             print(f"streamsend uploader: {line}", file=sys.stderr)
@@ -55,10 +57,16 @@ def main(argv: Sequence[str]) -> int:
     for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
         log.warning("%s", warning)
     tls = settings.security_protocol in ("SSL", "SASL_SSL")
-    return lifecycle.run(functools.partial(run, settings), grace_s=settings.shutdown_grace, tls=tls)
+    return lifecycle.run(functools.partial(run, settings, sealer=sealer), grace_s=settings.shutdown_grace, tls=tls)
 
 
-async def run(settings: UploaderSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+async def run(
+    settings: UploaderSettings,
+    stop: asyncio.Event,
+    registry: CollectorRegistry | None = None,
+    sealer: Sealer | None = None,
+) -> None:
+    """Run until ``stop``; ``sealer``: from the key files, read by the caller (read here when not given)."""
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = UploaderMetrics(registry, settings.status_history)
@@ -75,7 +83,9 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
 
     await naming_refusals(
         run_with_health(
-            lifecycle.unless_stopped_first(_serve(settings, stop, metrics, outage, started), started, stop),
+            lifecycle.unless_stopped_first(
+                _serve(settings, stop, metrics, outage, started, sealer or settings.sealer()), started, stop
+            ),
             host=settings.metrics_host,
             port=settings.metrics_port,
             registry=registry,
@@ -89,11 +99,15 @@ async def run(settings: UploaderSettings, stop: asyncio.Event, registry: Collect
 
 
 async def _serve(
-    settings: UploaderSettings, stop: asyncio.Event, metrics: UploaderMetrics, outage: Outage, started: asyncio.Event
+    settings: UploaderSettings,
+    stop: asyncio.Event,
+    metrics: UploaderMetrics,
+    outage: Outage,
+    started: asyncio.Event,
+    sealer: Sealer | None,
 ) -> None:
     ledger = SentLedger(settings.state_max_files, settings.state_forget_after)
     state = StateTopic(settings, outage) if settings.state_topic else None
-    sealer = settings.sealer()
     if sealer is not None:
         log.info(
             "Files are sealed for %s%s%s", ", ".join(sealer.recipient_ids),

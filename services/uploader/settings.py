@@ -13,7 +13,7 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from streamsend.shared.errors import UnsafePathError
-from streamsend.shared.keys import load_recipient, load_signing_key
+from streamsend.shared.keys import load_recipient, load_signing_key, loading
 from streamsend.shared.paths import sanitize_uploader_name, validate_uploader_name
 from streamsend.shared.protocol import MAX_CHUNK_SIZE
 from streamsend.shared.seal import Sealer
@@ -81,17 +81,8 @@ class UploaderSettings(CommonSettings):
     @field_validator("encrypt_to")
     @classmethod
     def _recipients(cls, value: list[Path]) -> list[Path]:
-        for path in value:
-            load_recipient(path)
         if len(set(value)) != len(value):
             raise ValueError("a key is named twice")
-        return value
-
-    @field_validator("signing_key")
-    @classmethod
-    def _signing_key(cls, value: Path | None) -> Path | None:
-        if value is not None:
-            load_signing_key(value)
         return value
 
     @model_validator(mode="after")
@@ -103,11 +94,13 @@ class UploaderSettings(CommonSettings):
         return self
 
     def sealer(self) -> Sealer | None:
-        """What seals this uploader's files, or None when they travel as they are."""
+        """What seals this uploader's files, or None when they travel as they are: its key files are read here,
+        once, at start (SettingsError names the setting of a key that is missing or of the wrong kind)."""
         if not self.encrypt_to:
             return None
-        signer = load_signing_key(self.signing_key) if self.signing_key is not None else None
-        return Sealer([load_recipient(path) for path in self.encrypt_to], signer, self.encrypt_names)
+        recipients = [loading("encrypt_to", load_recipient, path) for path in self.encrypt_to]
+        signer = None if self.signing_key is None else loading("signing_key", load_signing_key, self.signing_key)
+        return Sealer(recipients, signer, self.encrypt_names)
 
     @field_validator("input_dir")
     @classmethod
