@@ -162,7 +162,7 @@ async def test_group_members_joining_and_dying_mid_transfer_lose_nothing_and_dup
             for member in members:
                 await member.kill()
     publications = _publications(*(member.log() for member in members))
-    assert sorted(_arrived(*(member.log() for member in members))) == sorted(names)
+    assert sorted(_arrived(*(member.log() for member in members))) == sorted(f"edge-1/{name}" for name in names)
     assert set(publications.values()) == {1}, publications
 
 
