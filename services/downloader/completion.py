@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Completed:
+class Assembled:
     """A file with every chunk written and hashed, and where its last record came from; ``published`` once it
     took its place in the tree (or was found there already)."""
 
@@ -64,12 +64,12 @@ class Completion:
         self._metrics = metrics
         self._ledger = PublishedLedger(store.work)
         self.uploads = Uploads()
-        self._pending: list[tuple[Completed, Publication]] = []
+        self._pending: list[tuple[Assembled, Publication]] = []
 
     async def load(self, topic: str, partition: int) -> None:
         self.uploads.load_published(partition, await asyncio.to_thread(self._ledger.load, topic, partition))
 
-    async def complete(self, item: Completed) -> list[Completed]:
+    async def complete(self, item: Assembled) -> list[Assembled]:
         """Verify; a match is published now or at the end of the batch (``flush``), a mismatch kept aside.
 
         Returns the files settled by this call (published or quarantined): they no longer hold their
@@ -91,7 +91,7 @@ class Completion:
         self._pending.append((item, publication))
         return [] if self._publisher.groups else await self.flush()
 
-    async def flush(self) -> list[Completed]:
+    async def flush(self) -> list[Assembled]:
         """Publish every verified file waiting for it, then record them in the ledger; returns them (each is
         published, or quarantined if it could not take its place)."""
         if not self._pending:
@@ -141,7 +141,7 @@ class Completion:
             self._metrics.view.completed(file.upload_id, f"{file.uploader}/{file.path}", file.file_size, item.sha256)
         return [item for item, _ in pending]
 
-    async def _quarantine(self, item: Completed, why: str, reason: str) -> None:
+    async def _quarantine(self, item: Assembled, why: str, reason: str) -> None:
         kept = await self._store.quarantine(item.staging, item.file.uploader, item.file.path.split("/"), item.key.name)
         if kept is None:
             log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from streamsend.downloader.admission import Admission, Record
 from streamsend.downloader.assembly import Assembly, FileDescription
-from streamsend.downloader.completion import Completed, Completion
+from streamsend.downloader.completion import Assembled, Completion
 from streamsend.downloader.offsets import PartitionWatermark
 from streamsend.downloader.store import Staging, Store
 from streamsend.downloader.uploads import Upload, UploadKey
@@ -95,7 +95,7 @@ class Receiver:
         self._clock = clock
         self._uploads = completion.uploads
         self._marks: dict[int, PartitionWatermark] = {}
-        self._superseding: list[Completed] = []  # published since the last flush: older versions to drop
+        self._superseding: list[Assembled] = []  # published since the last flush: older versions to drop
 
     def committable(self, partition: int) -> int | None:
         mark = self._marks.get(partition)
@@ -192,7 +192,7 @@ class Receiver:
         self._metrics.bytes_received.inc(len(value))
         log.info("%s (00001/00001):    first chunk, downloaded: %d bytes", _shown(header), len(value))
         settled = await self._completion.complete(
-            Completed(
+            Assembled(
                 key=key,
                 file=FileDescription.of(header),
                 staging=Staging(self._store.staging_dir / key.name),
@@ -265,7 +265,7 @@ class Receiver:
         self._uploads.finish(build.key)  # its partition's watermark stays open until it is settled
         self._metrics.open_assemblies.set(len(self._uploads))
         settled = await self._completion.complete(
-            Completed(
+            Assembled(
                 key=build.key,
                 file=file,
                 staging=build.staging,
@@ -289,7 +289,7 @@ class Receiver:
                 why = f"upload {item.file.upload_id} of this version or a newer one is published"
                 await self._drop(older, why, "superseded")
 
-    def _settle(self, settled: list[Completed]) -> None:
+    def _settle(self, settled: list[Assembled]) -> None:
         """Files published or quarantined no longer hold their partitions' commits back. A published file
         supersedes the unfinished uploads of older versions of it: only then, once it is authenticated and
         verified, so that no unauthenticated record can cut a genuine upload short."""

@@ -11,20 +11,20 @@ from streamsend.shared.paths import to_wire_path
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Selection:
     wire_path: str | None  # set when the file is to be sent
     reason: str = ""  # why not, when it is not
     report: bool = False  # whether the reason deserves a warning (a name we cannot carry) or is routine
 
 
-def select(parts: Sequence[str], pattern: re.Pattern[str]) -> Verdict:
+def select(parts: Sequence[str], pattern: re.Pattern[str]) -> Selection:
     """Hidden files and folders are skipped, the name must fully match ``pattern``, and the path must be
     one the downloader accepts (valid UTF-8, no control characters or backslashes, within length limits)."""
     if any(part.startswith(".") for part in parts):
-        return Verdict(None, "hidden")
+        return Selection(None, "hidden")
     if not pattern.fullmatch(parts[-1]):
-        return Verdict(None, "does not match file_pattern")
+        return Selection(None, "does not match file_pattern")
     try:
-        return Verdict(to_wire_path(parts))
+        return Selection(to_wire_path(parts))
     except UnsafePathError as exc:
-        return Verdict(None, f"name cannot be sent: {exc}", report=True)
+        return Selection(None, f"name cannot be sent: {exc}", report=True)

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streamsend.downloader.assembly import FileDescription
-from streamsend.downloader.completion import Completed, Completion
+from streamsend.downloader.completion import Assembled, Completion
 from streamsend.downloader.publisher import Publication
 from streamsend.downloader.store import Staging, Store
 from streamsend.downloader.uploads import UploadKey
@@ -54,10 +54,10 @@ class Rig:
         self.completion = Completion(self.store, self.publisher, DownloaderMetrics(self.registry))  # type: ignore[arg-type]
         self.done: list[str] = []
 
-    def item(self, name: str, offset: int, data: bytes = DATA, sent: bytes = DATA) -> Completed:
+    def item(self, name: str, offset: int, data: bytes = DATA, sent: bytes = DATA) -> Assembled:
         digest = FileDigest(hashlib.sha256(sent).hexdigest(), hashlib.md5(sent).hexdigest())
         upload_id = _id(name)
-        return Completed(
+        return Assembled(
             key=UploadKey(0, upload_id),
             file=FileDescription("edge-1", name, upload_id, len(data), 1, 4096, 1),
             staging=Staging(self.store.staging_dir / UploadKey(0, upload_id).name),
@@ -66,7 +66,7 @@ class Rig:
             data=data,
         )  # fmt: skip
 
-    async def complete(self, item: Completed) -> None:
+    async def complete(self, item: Assembled) -> None:
         self.done += [settled.file.path for settled in await self.completion.complete(item)]
 
     async def flush(self) -> None:
