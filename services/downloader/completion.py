@@ -102,7 +102,7 @@ class Completion:
 
         def published(publication: Publication) -> None:
             item = by_publication[id(publication)]
-            self._ledger.add(item.topic, item.partition, item.file.upload_id, item.offset, sync=sync_lines)
+            self._ledger.add(item.topic, item.partition, item.key.published_name, item.offset, sync=sync_lines)
 
         await self._publisher.publish([publication for _, publication in pending], published)
         for item, publication in pending:
@@ -113,7 +113,7 @@ class Completion:
             if publication.error is not None:
                 await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
                 continue
-            self.uploads.published(item.partition, item.file.upload_id, item.offset)
+            self.uploads.published(item.key, item.offset)
             if publication.newer_there:
                 log.warning(
                     "%s final chunk, sha256 %s verified, not published: the published file is a newer version"

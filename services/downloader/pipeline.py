@@ -129,7 +129,7 @@ class Receiver:
         if uploads.is_finished(key):
             self._metrics.chunks_duplicate.inc()
             return None
-        if uploads.was_published(record.partition, header.upload_id):
+        if uploads.was_published(key):
             log.info("%s: upload %s was published before a restart: not again", _shown(header), header.upload_id)
             uploads.finish(key)
             self._metrics.chunks_duplicate.inc()

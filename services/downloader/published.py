@@ -6,7 +6,7 @@ and publish nothing twice. An entry is written right after its file's rename (th
 is the only place a crash can still cause one identical re-publication) and pruned once the committed offset
 has passed the record that completed the file.
 
-    <output_dir>/.streamsend/published/<topic>-<partition>     lines of "<upload id> <offset>"
+    <output_dir>/.streamsend/published/<topic>-<partition>     lines of "<upload id>[.<seal>] <offset>"
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ class PublishedLedger:
         entries: dict[str, int] = {}
         with contextlib.suppress(FileNotFoundError):
             for line in self._path(topic, partition).read_text().splitlines():
-                upload_id, _, offset = line.partition(" ")
-                if len(upload_id) == 32 and offset.isdigit():
-                    entries[upload_id] = int(offset)
+                name, _, offset = line.partition(" ")  # an upload id, with its data key's fingerprint if sealed
+                if len(name.partition(".")[0]) == 32 and offset.isdigit():
+                    entries[name] = int(offset)
         return entries
 
     def add(self, topic: str, partition: int, upload_id: str, offset: int, *, sync: bool) -> None:

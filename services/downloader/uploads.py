@@ -46,6 +46,11 @@ class UploadKey(NamedTuple):
         """A file name unique to the key (staging, quarantine)."""
         return f"{self.partition}-{self.upload_id}" + (f"-{self.seal}" if self.seal else "")
 
+    @property
+    def published_name(self) -> str:
+        """How the publication ledger of its partition names it."""
+        return f"{self.upload_id}.{self.seal}" if self.seal else self.upload_id
+
 
 class Upload:
     """One upload attempt being rebuilt: which chunks are in (``assembly``), where they are written
@@ -110,8 +115,8 @@ class Uploads:
     def is_finished(self, key: UploadKey) -> bool:
         return key in self._finished
 
-    def was_published(self, partition: int, upload_id: str) -> bool:
-        return upload_id in self._published.get(partition, {})
+    def was_published(self, key: UploadKey) -> bool:
+        return key.published_name in self._published.get(key.partition, {})
 
     def take_dropped(self, key: UploadKey) -> Dropped | None:
         """The upload dropped as stale, if it was; it is no longer remembered as dropped."""
@@ -162,8 +167,8 @@ class Uploads:
     def load_published(self, partition: int, entries: dict[str, int]) -> None:
         self._published[partition] = entries
 
-    def published(self, partition: int, upload_id: str, offset: int) -> None:
-        self._published.setdefault(partition, {})[upload_id] = offset
+    def published(self, key: UploadKey, offset: int) -> None:
+        self._published.setdefault(key.partition, {})[key.published_name] = offset
 
     def prune_published(self, partition: int, committed: int) -> dict[str, int] | None:
         """Forget the uploads whose completing record the committed offset has passed; returns what is left,

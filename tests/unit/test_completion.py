@@ -91,7 +91,7 @@ async def test_verified_files_wait_for_the_flush_and_are_published_together(rig:
     await rig.flush()
     assert rig.publisher.batches == [["a.pdf", "b.pdf"]] and rig.done == ["a.pdf", "b.pdf"]
     assert (
-        rig.completion.uploads.was_published(0, _id("a.pdf"))
+        rig.completion.uploads.was_published(UploadKey(0, _id("a.pdf")))
         and rig.metric("streamsend_downloader_files_verified_total") == 2
     )
 
@@ -101,7 +101,7 @@ async def test_a_digest_mismatch_is_quarantined_and_never_handed_to_the_publishe
     await rig.flush()
     assert rig.publisher.batches == [] and rig.done == ["bad.pdf"]
     assert rig.metric("streamsend_downloader_files_quarantined_total") == 1
-    assert not rig.completion.uploads.was_published(0, _id("bad.pdf"))
+    assert not rig.completion.uploads.was_published(UploadKey(0, _id("bad.pdf")))
     assert list((rig.store.work / "quarantine" / "edge-1").iterdir())
 
 
@@ -113,9 +113,9 @@ async def test_a_refused_publication_is_quarantined_an_identical_file_counted_as
     await rig.flush()
     assert rig.metric("streamsend_downloader_files_quarantined_total") == 1
     assert rig.metric("streamsend_downloader_files_unchanged_total") == 1
-    assert rig.completion.uploads.was_published(0, _id("same.pdf")) and not rig.completion.uploads.was_published(
-        0, _id("blocked.pdf")
-    )
+    uploads = rig.completion.uploads
+    assert uploads.was_published(UploadKey(0, _id("same.pdf")))
+    assert not uploads.was_published(UploadKey(0, _id("blocked.pdf")))
 
 
 async def test_committed_offsets_prune_the_ledger_and_a_restart_reads_it_back(rig: Rig, tmp_path: Path) -> None:
@@ -123,12 +123,11 @@ async def test_committed_offsets_prune_the_ledger_and_a_restart_reads_it_back(ri
         await rig.complete(rig.item(name, offset))
     await rig.flush()
     await rig.completion.committed("chunks", 0, 2)  # records before 2 are never read again
-    assert [rig.completion.uploads.was_published(0, _id(n)) for n in "abc"] == [False, False, True]
+    assert [rig.completion.uploads.was_published(UploadKey(0, _id(n))) for n in "abc"] == [False, False, True]
     again = Rig(tmp_path, groups=False)
     await again.completion.load("chunks", 0)
-    assert again.completion.uploads.was_published(0, _id("c")) and not again.completion.uploads.was_published(
-        0, _id("a")
-    )
+    assert again.completion.uploads.was_published(UploadKey(0, _id("c")))
+    assert not again.completion.uploads.was_published(UploadKey(0, _id("a")))
 
 
 async def test_without_grouping_each_file_is_published_at_once(tmp_path: Path) -> None:

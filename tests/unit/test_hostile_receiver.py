@@ -164,3 +164,21 @@ async def test_a_replayed_older_upload_never_rolls_the_published_file_back(tmp_p
     await Topic(again).batch({0: older})
     assert again.published().read_bytes() == DATA
     assert again.metric("streamsend_downloader_files_failed_total", reason="older") == 1
+
+
+async def test_a_forgery_published_under_the_genuine_upload_id_does_not_hide_the_genuine_upload_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Without trusted_uploaders anyone may publish a sealed file; the publication ledger still names uploads by
+    their data key too, so the genuine one read again after a restart is not taken for the forgery."""
+    harness = await _harness(tmp_path, trusted=False)
+    upload_id = uuid.uuid4().hex
+    forged = sealed_chunks_of(EVIL, 4096, _sealer(None), upload_id=upload_id, mtime_ns=OLD)
+    genuine = sealed_chunks_of(DATA, 4096, _sealer(None), upload_id=upload_id, mtime_ns=OLD)
+    await Topic(harness).batch({0: forged})
+    assert harness.published().read_bytes() == EVIL
+    await harness.store.close()  # nothing committed: the forgery is in the ledger, and read again
+
+    again = await _harness(tmp_path, trusted=False)
+    await Topic(again).batch({0: [*forged, *genuine]})
+    assert again.published().read_bytes() == DATA
