@@ -229,18 +229,19 @@ class Receiver:
         count = assembly.file.count
         width = max(5, len(str(count)))
         where = f"{_shown(header)} ({header.index + 1:0{width}d}/{count:0{width}d}):   "
+        first = header.index == 0
+        if not first and (assembly.received_count == count or build.last_seen - build.reported < PROGRESS_EVERY_S):
+            log.debug("%s downloaded: %d bytes", where, assembly.received_bytes)
+            return
         about = logs.fields(
             uploader=header.uploader, file=header.path, upload_id=header.upload_id, chunk=header.index + 1,
             chunks=count, bytes=assembly.received_bytes,
         )  # fmt: skip
-        if header.index == 0:
+        if first:
             log.info("%s first chunk, downloaded: %d bytes", where, assembly.received_bytes, extra=about)
-        elif assembly.received_count < count and build.last_seen - build.reported >= PROGRESS_EVERY_S:
+        else:
             share = 100 * assembly.received_bytes // max(1, assembly.file.file_size)
             log.info("%s downloaded: %d bytes, %d%%", where, assembly.received_bytes, share, extra=about)
-        else:
-            log.debug("%s downloaded: %d bytes", where, assembly.received_bytes)
-            return
         build.reported = build.last_seen
 
     def _need_space(self, size: int, header: ChunkHeader) -> NeedSpace | None:
