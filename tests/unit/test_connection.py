@@ -106,8 +106,10 @@ class HungClient:
         self._closed = False
         self.client = self
         self.connections_closed = False
+        self.stopping = asyncio.Event()
 
     async def stop(self) -> None:
+        self.stopping.set()
         await asyncio.sleep(300)
 
     async def close(self) -> None:
@@ -117,7 +119,7 @@ class HungClient:
 async def test_a_forced_stop_closes_a_client_at_once_without_waiting_for_the_broker() -> None:
     client = HungClient()
     stopping = asyncio.ensure_future(stop_client(client, timeout_s=300))
-    await asyncio.sleep(0.01)
+    await client.stopping.wait()
     stopping.cancel()  # the second signal
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(stopping, 10)

@@ -123,9 +123,12 @@ async def test_a_name_that_is_not_utf8_costs_only_itself_file_events_go_on(
     task = asyncio.create_task(watcher.run(stop))
     try:
         await wait_until(lambda: len(scans) == 1, 10, "the first scan")
-        await asyncio.sleep(0.3)  # the watch is up (watchfiles gives no sign of it)
-        os.close(os.open(os.fsencode(tmp_path) + b"/till\xff\xfe.log", os.O_CREAT | os.O_WRONLY))
-        await wait_until(lambda: len(scans) == 2, 10, "a scan for the lost batch")
+
+        def bad_name_noticed() -> bool:  # made again until the watch is up (watchfiles gives no sign of it)
+            os.close(os.open(os.fsencode(tmp_path) + b"/till\xff\xfe.log", os.O_CREAT | os.O_WRONLY))
+            return len(scans) == 2
+
+        await wait_until(bad_name_noticed, 10, "a scan for the lost batch")
 
         def dropped() -> bool:  # written again until the restarted watch sees it
             (tmp_path / "next.txt").write_text("dropped after it")
