@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 from streamsend.demo.broker import EmbeddedBroker, free_port
+from streamsend.demo.relay import Relay
 from tests.support.brokers import Broker
 from tests.support.daemons import downloader, uploader
 from tests.support.http import answered, get
 from tests.support.kafka import TopicFactory
-from tests.support.relay import Relay
 from tests.support.waiting import wait_until
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from streamsend.demo.relay import Relay
 from streamsend.demo.verify import compare_trees
 from tests.support.brokers import BROKERS, Broker, relayed_broker
 from tests.support.kafka import TopicFactory
@@ -22,7 +23,6 @@ from tests.support.processes import (
     published,
     stop_cleanly,
 )
-from tests.support.relay import Relay
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ import pytest
 
 from streamsend.demo.broker import EmbeddedBroker, free_port
 from streamsend.demo.kafka_broker import ApacheKafka, java_binary, kafka_libs
+from streamsend.demo.relay import Relay
 from streamsend.shared.errors import BrokerError
-from tests.support.relay import Relay
 
 Broker = EmbeddedBroker | ApacheKafka
 BROKERS = ("tansu", "kafka")
