@@ -28,6 +28,7 @@ from typing import Any
 CHUNK = 64 * 1024  # read at once: small enough for a paced link to move smoothly
 QUEUED_CHUNKS = 256  # per direction of a connection: bytes on their way along the line (16 MiB at most)
 PRODUCE = 0  # Kafka's API key of a produce request
+MIN_FRAME = 8  # a Kafka request header (API key, version, correlation id) or response header, at the least
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +71,18 @@ class _Pace:
 
 class Frames:
     """Kafka's framing (a 4-byte size, then the body) of one direction of one connection: the API key (the body's
-    first two bytes) of each frame that starts in the bytes fed to it."""
+    first two bytes) of each frame that starts in the bytes fed to it. A stream that is not Kafka's (a frame too
+    small to hold a request or response header) is no longer looked at."""
 
     def __init__(self) -> None:
         self._head = bytearray()  # size and API key of the frame starting
         self._remaining = 0  # bytes of the current frame still to come after its head
+        self.kafka = True
 
     def feed(self, data: bytes) -> list[int]:
-        keys = []
+        keys: list[int] = []
         view = memoryview(data)
-        while view:
+        while view and self.kafka:
             if self._remaining:
                 step = min(self._remaining, len(view))
                 self._remaining -= step
@@ -90,6 +93,9 @@ class Frames:
             view = view[len(take) :]
             if len(self._head) == 6:
                 size = int.from_bytes(self._head[:4], "big")
+                if size < MIN_FRAME:
+                    self.kafka = False
+                    break
                 keys.append(int.from_bytes(self._head[4:6], "big", signed=True))
                 self._remaining = max(0, size - 2)
                 self._head.clear()
@@ -223,6 +229,13 @@ class Relay:
         for writer in list(self._connections):
             writer.transport.abort()
 
+    async def _shutdown(self) -> None:
+        await self._cut()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def black_hole(self) -> None:
         self.mode = "black hole"
         self._call(self._black_hole())
@@ -243,7 +256,7 @@ class Relay:
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
-            self._call(self._cut())
+            self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
@@ -261,6 +274,7 @@ def stream_through(relay: Relay, size: int, timeout_s: float = 600) -> float:
 
     async def run() -> float:
         got = 0
+        finished = asyncio.Event()
 
         async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal got
@@ -270,6 +284,7 @@ def stream_through(relay: Relay, size: int, timeout_s: float = 600) -> float:
                     writer.write(b"!")  # the end has arrived: one byte back, over the same line
                     await writer.drain()
             writer.close()
+            finished.set()
 
         server = await asyncio.start_server(sink, relay.host, relay.target_port, reuse_address=True)
         try:
@@ -284,6 +299,7 @@ def stream_through(relay: Relay, size: int, timeout_s: float = 600) -> float:
             await asyncio.wait_for(reader.readexactly(1), timeout_s)
             seconds = time.monotonic() - started
             writer.close()
+            await asyncio.wait_for(finished.wait(), timeout_s)
             return seconds
         finally:
             server.close()

@@ -15,7 +15,8 @@ from tests.support.waiting import wait_until
 
 
 def _frame(api_key: int, body: bytes = b"") -> bytes:
-    payload = struct.pack(">h", api_key) + body
+    """A Kafka request: size, API key, version, correlation id, then its body (responses look alike)."""
+    payload = struct.pack(">hhi", api_key, 0, 7) + body
     return struct.pack(">i", len(payload)) + payload
 
 
@@ -95,3 +96,8 @@ async def test_produce_requests_in_flight_are_counted_over_every_connection() ->
             writer.close()
     server.close()
     await server.wait_closed()
+
+
+def test_a_stream_that_is_not_kafkas_is_not_parsed_as_one() -> None:
+    frames = Frames()
+    assert frames.feed(bytes(1 << 20)) == [] and not frames.kafka  # zeros: a frame of size 0 is no Kafka frame
