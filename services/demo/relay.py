@@ -230,11 +230,12 @@ class Relay:
             writer.transport.abort()
 
     async def _shutdown(self) -> None:
-        await self._cut()
+        await self._cut()  # every connection reset: their tasks end by themselves
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def black_hole(self) -> None:
         self.mode = "black hole"
