@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
+from streamsend.shared import logs
 from streamsend.shared.errors import SettingsError
 from streamsend.shared.memory import tune_allocator
+from streamsend.shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,25 @@ def _loop_factory(tls: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
         log.info("uvloop is not installed: running on asyncio's own event loop")
         return None
     return uvloop.new_event_loop
+
+
+def launch(
+    settings: CommonSettings,
+    worker: str,
+    main: Main,
+    *,
+    check: Callable[[], Coroutine[Any, Any, int]],
+    checking: bool,
+    warnings: Iterable[str] = (),
+) -> int:
+    """A daemon's start once its settings are read: logging set up, then ``check`` (for ``--check``) or ``main``
+    until it ends; the exit code."""
+    logs.configure(settings.log_level, settings.log_format, worker)
+    if checking:
+        return asyncio.run(check())
+    for warning in warnings:
+        log.warning("%s", warning)
+    return run(main, grace_s=settings.shutdown_grace, tls=settings.security_protocol in ("SSL", "SASL_SSL"))
 
 
 def run(main: Main, *, grace_s: float, tls: bool = False) -> int:

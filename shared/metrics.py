@@ -10,6 +10,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from streamsend import __version__
+from streamsend.shared.retry import Outage
 from streamsend.shared.view import TransferView
 
 
@@ -32,6 +33,12 @@ class KafkaMetrics:
         self.last_success = Gauge(
             f"{prefix}_last_success_timestamp_seconds", "Unix time of the last file completed", registry=registry
         )
+
+    def kafka_outage(self, address: str) -> Outage:
+        """The daemon's one record of whether Kafka (at ``address``) answers, counted here and shown in the view."""
+        outage = Outage("Kafka", on_change=self.outage_changed, on_retry=self.retries.inc, where=address)
+        self.view.address, self.view.last_error = address, lambda: outage.last_error
+        return outage
 
     def outage_changed(self, down: bool) -> None:
         if down:

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
+from streamsend.downloader import check
 from streamsend.downloader.completion import Completion
 from streamsend.downloader.kafka import ConsumeLoop
 from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
-from streamsend.shared import lifecycle, logs
+from streamsend.shared import lifecycle
 from streamsend.shared.access import naming_refusals
 from streamsend.shared.admin import Admin
 from streamsend.shared.errors import SettingsError
@@ -40,15 +41,10 @@ def main(argv: Sequence[str]) -> int:
         for line in str(exc).splitlines():
             print(f"streamsend downloader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
-    logs.configure(settings.log_level, settings.log_format, "stms-dnl")
-    if "--check" in argv:
-        from streamsend.downloader import check
-
-        return asyncio.run(check.run(settings))
-    for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
-        log.warning("%s", warning)
-    tls = settings.security_protocol in ("SSL", "SASL_SSL")
-    return lifecycle.run(functools.partial(run, settings, opener=opener), grace_s=settings.shutdown_grace, tls=tls)
+    return lifecycle.launch(
+        settings, "stms-dnl", functools.partial(run, settings, opener=opener), check=lambda: check.run(settings),
+        checking="--check" in argv, warnings=unknown_variables((UploaderSettings, DownloaderSettings)),
+    )  # fmt: skip
 
 
 async def run(
@@ -62,10 +58,7 @@ async def run(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = DownloaderMetrics(registry, settings.status_history)
     metrics.view.name = settings.group_id
-    outage = Outage(
-        "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
-    )
-    metrics.view.address, metrics.view.last_error = settings.bootstrap_servers, lambda: outage.last_error
+    outage = metrics.kafka_outage(settings.bootstrap_servers)
     joined = asyncio.Event()
 
     def output_usable() -> str | None:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from streamsend import __version__
 from streamsend.downloader.settings import DownloaderSettings
-from streamsend.shared import lifecycle, logs
+from streamsend.shared import lifecycle
 from streamsend.shared.access import naming_refusals
 from streamsend.shared.admin import Admin
 from streamsend.shared.errors import ChunkSizeError, SettingsError
@@ -23,6 +23,7 @@ from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.retry import Outage, probe_forever
 from streamsend.shared.seal import Sealer
 from streamsend.shared.settings import load_settings, unknown_variables
+from streamsend.uploader import check
 from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier
 from streamsend.uploader.finish import Finisher
@@ -49,15 +50,10 @@ def main(argv: Sequence[str]) -> int:
         for line in str(exc).splitlines():
             print(f"streamsend uploader: {line}", file=sys.stderr)
         return lifecycle.EXIT_SETTINGS
-    logs.configure(settings.log_level, settings.log_format, "stms-upl")
-    if "--check" in argv:
-        from streamsend.uploader import check
-
-        return asyncio.run(check.run(settings))
-    for warning in unknown_variables((UploaderSettings, DownloaderSettings)):
-        log.warning("%s", warning)
-    tls = settings.security_protocol in ("SSL", "SASL_SSL")
-    return lifecycle.run(functools.partial(run, settings, sealer=sealer), grace_s=settings.shutdown_grace, tls=tls)
+    return lifecycle.launch(
+        settings, "stms-upl", functools.partial(run, settings, sealer=sealer), check=lambda: check.run(settings),
+        checking="--check" in argv, warnings=unknown_variables((UploaderSettings, DownloaderSettings)),
+    )  # fmt: skip
 
 
 async def run(
@@ -70,10 +66,7 @@ async def run(
     log.info("Streamsend uploader %s starting: %s", __version__, settings.describe())
     registry = registry if registry is not None else CollectorRegistry()
     metrics = UploaderMetrics(registry, settings.status_history)
-    outage = Outage(
-        "Kafka", on_change=metrics.outage_changed, on_retry=metrics.retries.inc, where=settings.bootstrap_servers
-    )
-    metrics.view.address, metrics.view.last_error = settings.bootstrap_servers, lambda: outage.last_error
+    outage = metrics.kafka_outage(settings.bootstrap_servers)
     started = asyncio.Event()
 
     def input_readable() -> str | None:
