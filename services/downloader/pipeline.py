@@ -134,10 +134,10 @@ class Receiver:
             uploads.finish(key)
             self._metrics.chunks_duplicate.inc()
             return None
-        dropped = uploads.take_dropped(key)
-        if dropped is not None and record.offset > dropped.offset:
+        first_offset = uploads.take_dropped(key)
+        if first_offset is not None and record.offset > first_offset:
             # Its uploader was only cut off for longer than stale_after: rebuild it from its first chunk.
-            return Rewind(record.partition, dropped.offset, _shown(header))
+            return Rewind(record.partition, first_offset, _shown(header))
         build = uploads.building(key)
         if build is None:
             capacity = self._store.space().capacity

@@ -11,7 +11,7 @@ To the receiver, an upload key is in one of these states:
     finished    handed to completion, superseded or dropped with its partition: late chunks are duplicates
     published   published by an earlier run (the publication ledger, by partition): read again, skipped
     dropped     quiet for ``stale_after`` and dropped: if its chunks come back, it is rebuilt from its first
-                record (``Dropped.offset``)
+                record (the offset ``take_dropped`` returns)
     unknown     a new upload
 
 Memory is bounded: the finished and dropped are remembered up to a count each, oldest forgotten first; the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from streamsend.downloader.assembly import Assembly, FileDescription
@@ -66,7 +65,6 @@ class Upload:
         self.key = key
         self.assembly = assembly
         self.staging = staging
-        self.partition = key.partition
         self.sha256 = hashlib.sha256()
         self.last_seen = now
         self.reported = now
@@ -74,17 +72,15 @@ class Upload:
         self.outcome: str | None = None  # complete, superseded, stale, released
 
     @property
+    def partition(self) -> int:
+        return self.key.partition
+
+    @property
     def file(self) -> FileDescription:
         return self.assembly.file
 
     def fold(self, data: bytes) -> None:
         self.sha256.update(data)
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    partition: int
-    offset: int  # of its first record: where to read again to rebuild it
 
 
 class Uploads:
@@ -97,7 +93,7 @@ class Uploads:
         self._building: dict[UploadKey, Upload] = {}
         self._by_path: dict[tuple[str, str], set[UploadKey]] = {}  # (uploader, path) -> uploads building
         self._finished: OrderedDict[UploadKey, None] = OrderedDict()
-        self._dropped: OrderedDict[UploadKey, Dropped] = OrderedDict()
+        self._dropped: OrderedDict[UploadKey, int] = OrderedDict()  # -> offset of its first record
         self._published: dict[int, dict[str, int]] = {}  # partition -> upload id -> offset completing it
 
     def __len__(self) -> int:
@@ -118,8 +114,9 @@ class Uploads:
     def was_published(self, key: UploadKey) -> bool:
         return key.published_name in self._published.get(key.partition, {})
 
-    def take_dropped(self, key: UploadKey) -> Dropped | None:
-        """The upload dropped as stale, if it was; it is no longer remembered as dropped."""
+    def take_dropped(self, key: UploadKey) -> int | None:
+        """Where to read its partition again to rebuild the upload, if it was dropped as stale; it is no longer
+        remembered as dropped."""
         return self._dropped.pop(key, None)
 
     def superseded(self, file: FileDescription, by: UploadKey) -> list[Upload]:
@@ -147,7 +144,7 @@ class Uploads:
         (forgotten: the partition's next owner reads it again)."""
         self._remove(upload.key)
         if stale:
-            self._dropped[upload.key] = Dropped(upload.partition, upload.assembly.first_offset)
+            self._dropped[upload.key] = upload.assembly.first_offset
             while len(self._dropped) > self._remember_dropped:
                 self._dropped.popitem(last=False)
 
