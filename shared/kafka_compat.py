@@ -10,6 +10,7 @@ What each is for:
 - ``sender_end``: whether a producer's background sender has ended (then it fails every record it is given).
 - ``coordination_ended``: whether a consumer's group coordination has ended (then it never joins again).
 - ``in_transaction``: whether a transactional producer has a transaction open.
+- ``set_fetch_size``: how much a running consumer fetches at once (the downloader grows it on a long link).
 - ``broker_count``: how many brokers an admin client knows of.
 - ``close_abandoned``: finish a client whose ``stop()`` was given up on (below).
 
@@ -96,6 +97,14 @@ def coordination_ended(consumer: Any) -> bool:
     coordinator = consumer._coordinator
     task = None if coordinator is None else coordinator._coordination_task
     return task is not None and task.done()
+
+
+def set_fetch_size(consumer: Any, size: int) -> None:
+    """Bytes a started consumer asks for in its next fetches, per partition and in all (aiokafka reads both
+    from its fetcher at every fetch, and has no public way to change them)."""
+    fetcher = consumer._fetcher
+    fetcher._max_partition_fetch_bytes = size
+    fetcher._fetch_max_bytes = size
 
 
 def in_transaction(producer: Any) -> bool:

@@ -75,6 +75,9 @@ def kafka_version(libs: Path | None = None) -> str:
     return "unknown"
 
 
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
 class KafkaNode:
     """One combined broker and controller. ``advertised`` lets a test put a relay in front of a listener."""
 
@@ -104,7 +107,10 @@ class KafkaNode:
     def write_config(self, voters: str) -> Path:
         listeners = [f"{name}://{self.host}:{port}" for name, port in self.ports.items()]
         advertised = [f"{name}://{self.host}:{port}" for name, port in self.advertised.items()]
-        protocols = {name: name for name in self._listeners} | {"CONTROLLER": "PLAINTEXT"}
+        # A listener named after a security protocol speaks it; any other name (a second plaintext listener, one
+        # advertised through a relay) speaks plaintext.
+        protocols = {name: name if name in PROTOCOLS else "PLAINTEXT" for name in self._listeners}
+        protocols["CONTROLLER"] = "PLAINTEXT"
         config = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),

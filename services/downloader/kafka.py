@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiokafka.errors as kafka_errors
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streamsend.downloader.admission import Record
+from streamsend.downloader.fetch_size import FetchSize
 from streamsend.downloader.pipeline import Halt, NeedSpace, Receiver, Rewind
 from streamsend.downloader.settings import DownloaderSettings
 from streamsend.downloader.store import Store
@@ -78,6 +80,7 @@ class ConsumeLoop:
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
         self._waiting: NeedSpace | None = None
+        self._fetch = FetchSize(int(settings.max_fetch_bytes))
         self._commits = StallWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
         # A rebalance may rightly last a session timeout or two while a member rejoins.
         self._polls = StallWatch(
@@ -94,8 +97,8 @@ class ConsumeLoop:
             isolation_level=s.isolation_level,
             session_timeout_ms=int(s.session_timeout * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
-            fetch_max_bytes=int(s.max_fetch_bytes),
-            max_partition_fetch_bytes=int(s.max_fetch_bytes),
+            fetch_max_bytes=self._fetch.bytes,
+            max_partition_fetch_bytes=self._fetch.bytes,
             # aiokafka's batch CRC is a software CRC32C (~1.8 GB/s, a few % of the CPU a transfer needs); every
             # chunk carries its own CRC32C, checked on arrival in hardware, and every file its sha256.
             check_crcs=False,
@@ -206,6 +209,7 @@ class ConsumeLoop:
         timing out counts towards a stuck consumer. The errors its group coordination meets are handed to the
         poll; the coordination tries again once one is taken, so only permanent ones stop the daemon.
         """
+        began = time.monotonic()
         try:
             batch: dict[Any, list[Any]] = await asyncio.wait_for(
                 consumer.getmany(timeout_ms=int(POLL_S * 1000)), POLL_S + self._settings.request_timeout
@@ -234,6 +238,12 @@ class ConsumeLoop:
             await asyncio.sleep(POLL_S)  # the coordination tries again on its own: no need to spin meanwhile
             return {}
         self._polls.succeeded()
+        if batch and self._fetch.polled(time.monotonic() - began, [_bytes(records) for records in batch.values()]):
+            kafka_compat.set_fetch_size(consumer, self._fetch.bytes)
+            log.info(
+                "Fetching up to %d bytes at once: records wait on the link to Kafka, not on this downloader",
+                self._fetch.bytes,
+            )
         return batch
 
     async def _read_again(self, batch: dict[Any, list[Any]]) -> bool:
@@ -369,6 +379,10 @@ class ConsumeLoop:
 def _coordination_fault(exc: kafka_errors.KafkaError) -> bool:
     """An error of the group protocol that a later join mends, though aiokafka marks it not retriable."""
     return isinstance(exc, (kafka_errors.IllegalGenerationError, kafka_errors.UnknownMemberIdError))
+
+
+def _bytes(records: list[Any]) -> int:
+    return sum(len(record.value or b"") for record in records)
 
 
 def _names(partitions: set[TopicPartition]) -> str:

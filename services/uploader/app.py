@@ -35,6 +35,7 @@ from streamsend.uploader.planner import ChunkSizeChoice, choose_chunk_size
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher
+from streamsend.uploader.window import LinkGauge
 from streamsend.uploader.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,8 @@ async def _serve(
                     is_transient,
                     settings.retry_backoff_max,
                     resend=transactions is None,
+                    # in a transaction a file keeps to its lane's producer: a transaction is one producer's
+                    gauge=LinkGauge(pool.limit) if transactions is None else None,
                 ),
                 stop=stop,
                 on_chunk=metrics.chunk_acked,

@@ -1,8 +1,9 @@
 """The uploader's producers: a small pool of aiokafka producers, one connection each.
 
 aiokafka keeps one produce request in flight per broker connection, so a single producer waits a round
-trip per request; several producers keep several requests moving. Each file keeps to one producer (its
-lane), so its chunks stay in order.
+trip per request; several producers keep several requests moving. A large file's chunks go through a window of
+them (``window.py``), opened one by one as the window first widens, up to ``producers``; a group of one-chunk
+files keeps to one producer (its lane).
 
 With ``transactional`` each worker lane has its own transactional producer (a producer holds one transaction
 at a time), with a transactional id made of the uploader's name and the lane: a restarted uploader fences off
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 RECOVER_EVERY_S = 5.0  # a producer replaced after a broken sequence is not replaced again this soon
+START_PRODUCERS = 2  # opened at start; more as a file's window widens
 
 
 class ProducerPool:
@@ -54,6 +56,7 @@ class ProducerPool:
         self._recovering = asyncio.Lock()
         self._recovered: dict[int, float] = {}  # producer index -> when it was last replaced
         self._retired: list[Any] = []  # producers replaced after a broken sequence, closed with the pool
+        self._opening = asyncio.Lock()
 
     def _producer(self, idempotent: bool, transactional_id: str | None = None) -> Any:
         s = self._settings
@@ -75,8 +78,7 @@ class ProducerPool:
             if wanted == "on" or (wanted == "auto" and self._settings.state_topic):
                 self.transactional = await self._start_transactional(required=wanted == "on")
             if not self.transactional:
-                for _ in range(1, self._settings.producers):
-                    self._producers.append(await self._start(self.idempotent))
+                await self._open(min(START_PRODUCERS, self.limit) - 1)
         except BaseException:
             await self.__aexit__()
             raise
@@ -147,14 +149,35 @@ class ProducerPool:
     def _lane(self, lane: int) -> Any:
         return self._producers[lane % len(self._producers)]
 
-    async def recover(self, lane: int, exc: BaseException) -> None:
+    @property
+    def limit(self) -> int:
+        """The most producers: ``producers`` (plain), or one per lane (transactional: never more)."""
+        return len(self._producers) if self.transactional else self._settings.producers
+
+    def _index(self, lane: int, spread: bool) -> int:
+        return lane % (self.limit if spread else len(self._producers))
+
+    async def _open(self, index: int) -> None:
+        """Start producers until there is one of this number."""
+        async with self._opening:
+            while len(self._producers) <= index:
+                self._producers.append(await self._start(self.idempotent))
+                if len(self._producers) > START_PRODUCERS:
+                    log.info(
+                        "Producer %d of at most %d opened: the link carries more chunks of a file at once",
+                        len(self._producers), self.limit,
+                    )  # fmt: skip
+
+    async def recover(self, lane: int, exc: BaseException, spread: bool = False) -> None:
         """Replace the lane's producer by a new one, with a new producer id, where it can no longer deliver: a
         broken sequence (a partition leader changed under in-flight batches) leaves it refused for good, and a
         producer whose background sender has ended fails every record it is given. The records are sent again.
         Transactional lanes are restarted by ``abort`` instead."""
         if self.transactional:
             return
-        index = lane % len(self._producers)
+        index = self._index(lane, spread)
+        if index >= len(self._producers):
+            return  # never opened: nothing to mend
         async with self._recovering:
             producer = self._producers[index]
             ended = _sender_end(producer)
@@ -206,8 +229,10 @@ class ProducerPool:
             attempt, outage=self._outage, is_transient=is_transient, backoff_max_s=self._settings.retry_backoff_max
         )
 
-    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
-        return await self.send(self._settings.topic, record.key, record.value, record.partition, lane, record.headers)
+    async def enqueue(self, record: OutgoingRecord, lane: int, spread: bool = False) -> Awaitable[object]:
+        return await self.send(
+            self._settings.topic, record.key, record.value, record.partition, lane, record.headers, spread
+        )
 
     async def send(
         self,
@@ -217,15 +242,20 @@ class ProducerPool:
         partition: int,
         lane: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+        spread: bool = False,
     ) -> Awaitable[object]:
-        """Hand a record to the lane's producer, or with no lane to the one for records outside transactions."""
+        """Hand a record to the lane's producer, or with no lane to the one for records outside transactions.
+        ``spread``: the lane is a window's slot, and its producer is opened if it is not yet."""
         if lane is None:
             producer = self._plain if self._plain is not None else self._producers[0]
         else:
-            producer = self._lane(lane)
+            index = self._index(lane, spread)
+            if index >= len(self._producers):
+                await self._open(index)
+            producer = self._producers[index]
         if _sender_end(producer) is not None and producer is not self._plain:
-            await self.recover(lane or 0, kafka_errors.KafkaError("the producer's sender stopped"))
-            producer = self._lane(lane or 0)
+            await self.recover(lane or 0, kafka_errors.KafkaError("the producer's sender stopped"), spread)
+            producer = self._producers[self._index(lane or 0, spread)]
         future: Awaitable[object] = await producer.send(
             topic, value=value, key=key, headers=headers or [], partition=partition
         )

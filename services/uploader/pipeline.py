@@ -223,7 +223,7 @@ class FileSender:
         framing = self._framing(ready, upload_id)
         async with (
             ChunkReader(ready.path, ready.state, budget, framing) as reader,
-            self._courier.file(lane, acked) as delivery,
+            self._courier.file(lane, acked, spread=transactions is None) as delivery,
             contextlib.aclosing(reader.chunks(spans(size, chunk_size))) as chunks,
         ):
             async for span, data, crc, reservation in chunks:

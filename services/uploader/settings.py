@@ -39,7 +39,9 @@ class UploaderSettings(CommonSettings):
         ByteSize(32 * 1024 * 1024), ge=64 * 1024, description="chunk bytes sent and not yet acknowledged"
     )
     max_concurrent_files: int = Field(8, ge=1, le=256, description="files sent at the same time")
-    producers: int = Field(2, ge=1, le=16, description="Kafka producers (connections) in the pool")
+    producers: int = Field(
+        8, ge=1, le=16, description="Kafka producers (connections) a large file's window may use, at most"
+    )
     linger: Seconds = Field(0.0, ge=0, le=10, description="seconds a producer waits to fill a batch")
     max_batch_bytes: ByteSize = Field(
         ByteSize(256 * 1024), ge=1024, description="batch size for small records (chunks larger go alone)"

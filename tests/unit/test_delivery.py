@@ -25,10 +25,10 @@ class FakeSink:
         self.enqueued: list[int] = []
         self.recovered: list[str] = []
 
-    async def recover(self, lane: int, exc: BaseException) -> None:
+    async def recover(self, lane: int, exc: BaseException, spread: bool = False) -> None:
         self.recovered.append(type(exc).__name__)
 
-    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+    async def enqueue(self, record: OutgoingRecord, lane: int, spread: bool = False) -> Awaitable[object]:
         if self._enqueue_errors:
             self._enqueue_errors -= 1
             raise kafka_errors.KafkaTimeoutError()
@@ -144,10 +144,10 @@ class SlowFailure:
         self.clock, self.waited_s, self.failed = clock, waited_s, False
         self.enqueued: list[int] = []
 
-    async def recover(self, lane: int, exc: BaseException) -> None:
+    async def recover(self, lane: int, exc: BaseException, spread: bool = False) -> None:
         pass
 
-    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+    async def enqueue(self, record: OutgoingRecord, lane: int, spread: bool = False) -> Awaitable[object]:
         self.enqueued.append(record.index)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.failed:

@@ -28,10 +28,10 @@ class RecordingSink:
         self.records: list[OutgoingRecord] = []
         self.on_enqueue = on_enqueue
 
-    async def recover(self, lane: int, exc: BaseException) -> None:
+    async def recover(self, lane: int, exc: BaseException, spread: bool = False) -> None:
         pass
 
-    async def enqueue(self, record: OutgoingRecord, lane: int) -> Awaitable[object]:
+    async def enqueue(self, record: OutgoingRecord, lane: int, spread: bool = False) -> Awaitable[object]:
         self.records.append(record)
         if callable(self.on_enqueue):
             self.on_enqueue(len(self.records))

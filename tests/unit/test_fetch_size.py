@@ -1,0 +1,38 @@
+"""The downloader's fetch size: it grows only when records waited on the link and the broker held more than was
+asked for, and never beyond its bound."""
+
+from __future__ import annotations
+
+from streamsend.downloader.fetch_size import START_BYTES, FetchSize
+
+MiB = 1024 * 1024
+
+
+def test_a_full_fetch_after_a_wait_doubles_the_size_up_to_the_bound() -> None:
+    fetch = FetchSize(limit=16 * MiB)
+    assert fetch.bytes == START_BYTES == 2 * MiB
+    sizes = []
+    for _ in range(6):
+        fetch.polled(0.05, [fetch.bytes, 1000])
+        sizes.append(fetch.bytes)
+    assert sizes == [4 * MiB, 8 * MiB, 16 * MiB, 16 * MiB, 16 * MiB, 16 * MiB]
+
+
+def test_records_that_did_not_wait_leave_the_size_alone() -> None:
+    """The next fetch was in before the downloader asked: the link keeps up, this process is the limit."""
+    fetch = FetchSize(limit=16 * MiB)
+    assert not fetch.polled(0.0001, [2 * MiB])
+    assert fetch.bytes == 2 * MiB
+
+
+def test_a_fetch_that_did_not_fill_leaves_the_size_alone() -> None:
+    """The broker had no more: a larger fetch would not bring more."""
+    fetch = FetchSize(limit=16 * MiB)
+    assert not fetch.polled(0.2, [MiB, MiB // 2])
+    assert fetch.bytes == 2 * MiB
+
+
+def test_a_bound_below_the_start_is_the_size() -> None:
+    fetch = FetchSize(limit=MiB)
+    assert fetch.bytes == MiB
+    assert not fetch.polled(1.0, [MiB])
