@@ -1,10 +1,14 @@
-"""``python -m bench.wan``: one large file from a site across a long, thin link (streamsend.demo.relay) to the
-embedded broker, next to two baselines measured through the same link in the same run: one plain TCP stream (the
-link's limit) and one plain aiokafka producer sending 1 MiB records to one partition (what the client library gives).
+"""``python -m bench.wan``: one large file across a long, thin link (streamsend.demo.relay), the uploader across it
+and then the downloader across it, on both brokers, next to baselines measured through the same link in the same
+run: one plain TCP stream (the link's limit) and a plain aiokafka producer and consumer.
 
-The uploader is measured alone, from its first chunk handed to Kafka to its last one acknowledged (the log lines
-"creating N chunks" and "Successfully processed"): the time the site's link is busy. Every connection, the
-bootstrap and the metadata included, goes through the relay: the broker advertises it.
+- Uploader across the link: from its first chunk handed to Kafka to its last one acknowledged (the log lines
+  "creating N chunks" and "Successfully processed"): the time the site's link is busy.
+- Downloader across the link: the file already on the topic, from its first chunk received to the file verified
+  and published.
+- Apache Kafka runs with its default limits (1 MiB records) and a second listener advertised at the relay, so the
+  daemon measured is across the link and the other is not (streamsend.demo.far); Tansu advertises one address, so
+  both of its daemons go through the relay.
 
 Writes bench/results/<date>-wan.md (also printed).
 """
@@ -20,88 +24,141 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import Bench, peak_rss, write_random
+from bench.harness import Bench, write_random
 from bench.report import machine
-from streamsend.demo.broker import EmbeddedBroker, free_port
+from streamsend.demo.broker import free_port
+from streamsend.demo.far import FarBroker, far_broker
+from streamsend.demo.kafka_broker import kafka_version
 from streamsend.demo.relay import Link, Relay, stream_through
 
 MB = 1_000_000
+RECORD = 1_000_000  # the plain clients' records: under Kafka's default 1 MiB limit with their overhead
 LINKS = [Link(0.05, 25e6), Link(0.1, 6.25e6), Link(0.2, 2.5e6), Link(0.02, 125e6)]
 
 
 @dataclass
 class Row:
+    broker: str
     link: Link
     size: int
     tcp_s: float
     producer_s: float
     uploader_s: float
+    consumer_s: float
+    downloader_s: float
     uploader_rss: int
+    downloader_rss: int
     max_produce_in_flight: int
 
     def line(self) -> str:
         def rate(seconds: float) -> str:
-            return f"{self.size / seconds / 1e6:.2f}"
+            return f"{self.size / seconds / 1e6:.2f} ({self.tcp_s / seconds:.2f})"
 
         return (
-            f"| {self.link.describe()} | {self.size / MB:.0f} MB | {rate(self.tcp_s)} | {rate(self.producer_s)} "
-            f"({self.tcp_s / self.producer_s:.2f}) | {rate(self.uploader_s)} ({self.tcp_s / self.uploader_s:.2f}) | "
-            f"{self.max_produce_in_flight} | {self.uploader_rss / 1e6:.0f} MB |"
+            f"| {self.broker} | {self.link.describe()} | {self.size / MB:.0f} MB | "
+            f"{self.size / self.tcp_s / 1e6:.2f} | "
+            f"{rate(self.producer_s)} | {rate(self.uploader_s)} | {self.max_produce_in_flight} | "
+            f"{rate(self.consumer_s)} | {rate(self.downloader_s)} | "
+            f"{self.uploader_rss / 1e6:.0f} / {self.downloader_rss / 1e6:.0f} MB |"
         )
 
 
-def measure(link: Link, seconds: float, root: Path) -> Row:
-    size = int(min(link.rate_bytes_s or 125e6, 125e6) * seconds)
+def _baseline(*arguments: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.baseline", *arguments], capture_output=True, text=True, check=True
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(kind: str, link: Link, seconds: float, root: Path) -> Row:
+    size = int(min(link.rate_bytes_s or 125e6, 125e6) * seconds) // RECORD * RECORD
     with Relay(free_port(), free_port(), link=link) as line:
         tcp_s = stream_through(line, size)
-    relay_port = free_port()
-    with EmbeddedBroker(advertised_port=relay_port) as broker, Relay(relay_port, broker.port, link=link) as relay:
-        bench = Bench(broker, root)
-        topic = bench.topic(partitions=6)
-        produced = subprocess.run(
-            [sys.executable, "-m", "bench.baseline", "produce", relay.address, topic, str(size // (1 << 20)),
-             str(1 << 20), "0"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        times = json.loads(produced.stdout.strip().splitlines()[-1])
-        producer_s = (float(times["finished"]) - float(times["started"])) * size / ((size // (1 << 20)) << 20)
-        with bench.workdir() as work:
-            (work / "in").mkdir()
-            write_random(work / "in" / "big.bin", size)
-            relay.stats.max_produce_in_flight = 0
-            uploader = bench.uploader(work, topic, bootstrap_servers=relay.address)
-            try:
-                uploader.wait_for("big.bin: Successfully processed", 30 * seconds + 120)
-                rss = peak_rss(uploader.process.pid)
-            finally:
-                uploader.stop()
-            began, ended = uploader.first("big.bin: "), uploader.first("big.bin: Successfully processed")
-            assert began is not None and ended is not None
-        return Row(link, size, tcp_s, producer_s, ended - began, rss, relay.stats.max_produce_in_flight)
+    with far_broker(kind, link) as far:
+        bench = Bench(far.broker, root)
+        plain = bench.topic(partitions=6)
+        records = size // RECORD
+        produced = _baseline("produce", far.far, plain, str(records), str(RECORD), "0")
+        consumed = _baseline("consume", far.far, plain, str(records), "6")
+        bench.drop(plain)
+        uploader_s, uploader_rss, in_flight, topic = _upload(bench, far, size)
+        downloader_s, downloader_rss = _download(bench, far, topic)
+    return Row(
+        broker=kind,
+        link=link,
+        size=size,
+        tcp_s=tcp_s,
+        producer_s=produced["finished"] - produced["started"],
+        uploader_s=uploader_s,
+        consumer_s=consumed["finished"] - consumed["first"],
+        downloader_s=downloader_s,
+        uploader_rss=uploader_rss,
+        downloader_rss=downloader_rss,
+        max_produce_in_flight=in_flight,
+    )
+
+
+def _upload(bench: Bench, far: FarBroker, size: int) -> tuple[float, int, int, str]:
+    topic = bench.topic(partitions=6)
+    with bench.workdir() as work:
+        (work / "in").mkdir()
+        write_random(work / "in" / "big.bin", size)
+        far.relay.stats.max_produce_in_flight = 0
+        uploader = bench.uploader(work, topic, bootstrap_servers=far.far)
+        try:
+            uploader.wait_for("big.bin: Successfully processed", 600)
+        finally:
+            rss = uploader.stop()
+        began, ended = uploader.first("big.bin: "), uploader.first("big.bin: Successfully processed")
+        assert began is not None and ended is not None
+    return ended - began, rss, far.relay.stats.max_produce_in_flight, topic
+
+
+def _download(bench: Bench, far: FarBroker, topic: str) -> tuple[float, int]:
+    with bench.workdir() as work:
+        # the group's default timeouts: heartbeats cross the same thin link as the fetches
+        downloader = bench.downloader(work, topic, bootstrap_servers=far.far, session_timeout=10, heartbeat_interval=3)
+        try:
+            downloader.wait_for("verified", 600)
+        finally:
+            rss = downloader.stop()
+        began, ended = downloader.first("big.bin ("), downloader.first("verified")
+        assert began is not None and ended is not None
+    bench.drop(topic, f"{topic}-state")
+    return ended - began, rss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.wan", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=20.0, help="size each file to take about this long")
+    parser.add_argument("--seconds", type=float, default=30.0, help="size each file to take about this long")
+    parser.add_argument("--brokers", default="tansu,kafka", help="comma-separated: tansu, kafka")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="streamsend-wan-", dir="/var/tmp") as root:
-        rows = [measure(link, args.seconds, Path(root)) for link in LINKS]
+        rows = []
+        for kind in args.brokers.split(","):
+            for link in LINKS:
+                rows.append(measure(kind, link, args.seconds, Path(root)))
+                print(rows[-1].line(), flush=True)
     stamp = time.strftime("%Y-%m-%d-%H%M")
     lines = [
         f"# Streamsend across a long, thin link, {stamp}",
         "",
         *machine(),
-        "- broker: Tansu (memory storage) behind the relay, which delays each direction by half the round trip and",
-        "  caps each direction's rate across all connections; the uploader with default settings",
+        f"- brokers: Tansu (memory storage); Apache Kafka {kafka_version()} (one KRaft node, default limits)",
+        "- the relay delays each direction by half the round trip and caps each direction's rate across all",
+        "  connections; both daemons with default settings",
         f"- total run time {time.monotonic() - started:.0f} s",
         "",
-        "MB/s of file data; in brackets, the share of one plain TCP stream through the same link.",
+        "MB/s of file data; in brackets, the share of one plain TCP stream through the same link. The plain",
+        "producer sends 1 MB records to one partition and awaits up to 64 at once; the plain consumer fetches",
+        "up to 16 MiB at once.",
         "",
-        "| link | file | TCP stream | aiokafka producer, 1 MiB records | streamsend uploader | produce requests in "
-        "flight, at most | uploader peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| broker | link | file | TCP stream | aiokafka producer | streamsend uploader | produce requests in"
+        " flight, at most | aiokafka consumer | streamsend downloader | peak RSS, uploader / downloader |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(row.line() for row in rows),
     ]
     report = "\n".join(lines) + "\n"

@@ -75,10 +75,20 @@ class UploaderMetrics(KafkaMetrics):
         )
         self.chunk_size = Gauge("streamsend_uploader_chunk_size_bytes", "Chunk size in use", registry=r)
         self.scans = Counter("streamsend_uploader_scans", "Full scans of the input tree completed", registry=r)
+        self.uploads_resumed = Counter(
+            "streamsend_uploader_uploads_resumed", "Uploads continued after a restart, not sent again whole", registry=r
+        )
+        self.bytes_not_resent = Counter(
+            "streamsend_uploader_resumed_bytes", "Bytes of resumed uploads not sent again", registry=r
+        )
 
     def chunk_acked(self, size: int) -> None:
         self.chunks_sent.inc()
         self.bytes_sent.inc(size)
+
+    def resumed(self, skipped: int) -> None:
+        self.uploads_resumed.inc()
+        self.bytes_not_resent.inc(skipped)
 
 
 class DownloaderMetrics(KafkaMetrics):

@@ -80,7 +80,7 @@ class ConsumeLoop:
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
         self._waiting: NeedSpace | None = None
-        self._fetch = FetchSize(int(settings.max_fetch_bytes))
+        self._fetch = FetchSize(int(settings.max_fetch_bytes), max_wait_s=settings.session_timeout / 4)
         self._commits = StallWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
         # A rebalance may rightly last a session timeout or two while a member rejoins.
         self._polls = StallWatch(
@@ -238,12 +238,11 @@ class ConsumeLoop:
             await asyncio.sleep(POLL_S)  # the coordination tries again on its own: no need to spin meanwhile
             return {}
         self._polls.succeeded()
-        if batch and self._fetch.polled(time.monotonic() - began, [_bytes(records) for records in batch.values()]):
+        waited_s = time.monotonic() - began
+        if batch and self._fetch.polled(waited_s, [_bytes(records) for records in batch.values()]):
             kafka_compat.set_fetch_size(consumer, self._fetch.bytes)
-            log.info(
-                "Fetching up to %d bytes at once: records wait on the link to Kafka, not on this downloader",
-                self._fetch.bytes,
-            )
+            log.info("Fetching up to %d bytes at once (a poll waited %.2f s for %d bytes)", self._fetch.bytes, waited_s,
+                     max(_bytes(records) for records in batch.values()))  # fmt: skip
         return batch
 
     async def _read_again(self, batch: dict[Any, list[Any]]) -> bool:

@@ -32,6 +32,7 @@ from streamsend.uploader.kafka import ProducerPool, StateTopic
 from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.pipeline import FileSender
 from streamsend.uploader.planner import ChunkSizeChoice, choose_chunk_size
+from streamsend.uploader.resume import Resumer
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher
@@ -119,8 +120,13 @@ async def _serve(
         # The producers start before the state is loaded: a transactional one aborts what its predecessor left
         # open, which a read_committed load of the state topic would otherwise wait for.
         async with ProducerPool(settings, choice.limit, outage) as pool:
+            resumer = (
+                Resumer(state, settings.resume_within, pool.limit)
+                if state is not None and settings.resume_within > 0
+                else None
+            )
             if state is not None:
-                await state.load(ledger)
+                await state.load(ledger, resumer)
             else:
                 log.warning(
                     "state_topic is empty: what was sent is remembered in memory only, and sent again after a restart"
@@ -160,6 +166,8 @@ async def _serve(
                 transactions=transactions,
                 view=metrics.view,
                 sealer=sealer,
+                resumer=resumer,
+                on_resume=metrics.resumed,
             )
             workers = Workers(intake, sender, finisher, metrics)
             metrics.view.name, metrics.view.waiting = settings.uploader_name, lambda: intake.waiting

@@ -72,7 +72,7 @@ class Courier:
         self.is_transient = is_transient
         self.backoff_max_s = backoff_max_s
 
-    def file(self, lane: int, on_ack: Callable[[OutgoingRecord], None], spread: bool = False) -> FileDelivery:
+    def file(self, lane: int, on_ack: Callable[[OutgoingRecord, int], None], spread: bool = False) -> FileDelivery:
         """The delivery of one file's records; ``spread``: through a window of producers (a large file outside
         a transaction), rather than the lane's producer alone."""
         window = Window(self.gauge) if spread and self.gauge is not None else None
@@ -83,7 +83,7 @@ class FileDelivery:
     """The records of one file; leaving the ``async with`` block waits until all are acknowledged."""
 
     def __init__(
-        self, courier: Courier, lane: int, on_ack: Callable[[OutgoingRecord], None], window: Window | None = None
+        self, courier: Courier, lane: int, on_ack: Callable[[OutgoingRecord, int], None], window: Window | None = None
     ) -> None:
         self._courier = courier
         self._lane = lane
@@ -151,7 +151,7 @@ class FileDelivery:
         try:
             while True:
                 try:
-                    await ack
+                    result = await ack
                 except Exception as exc:
                     await self._pause_or_raise(exc, backoff, lane, slot is not None, since=sent)
                     sent, first = courier.outage.clock(), False
@@ -159,7 +159,7 @@ class FileDelivery:
                 else:
                     courier.outage.succeeded()
                     acked_after = courier.outage.clock() - sent if first else None
-                    self._on_ack(record)
+                    self._on_ack(record, getattr(result, "offset", -1))  # where the broker put it
                     return
         finally:
             record.settled()

@@ -40,3 +40,25 @@ class SentFile:
     md5: str
     upload_id: str
     sent_at: float  # Unix time of the last acknowledgement
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far the upload of a large file has come: chunks ``[0, acked)`` of upload ``upload_id`` are acknowledged,
+    the first at ``first_offset`` and the last of them at ``last_offset`` of ``partition``. The file's size, mtime
+    and inode tell whether it is still the same file."""
+
+    path: str
+    upload_id: str
+    size: int
+    mtime_ns: int
+    inode: int
+    chunk_size: int
+    partition: int
+    acked: int
+    first_offset: int
+    last_offset: int
+    started_at: float  # Unix time the upload began
+
+    def is_of(self, state: FileState) -> bool:
+        return (self.size, self.mtime_ns, self.inode) == (state.size, state.mtime_ns, state.inode)

@@ -25,14 +25,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streamsend.shared import kafka_compat
 from streamsend.shared.admin import Admin
 from streamsend.shared.connection import client_options, stop_client
-from streamsend.shared.errors import SettingsError
+from streamsend.shared.errors import RecordError, SettingsError
 from streamsend.shared.faults import SEQUENCE_FAULTS, is_transient
+from streamsend.shared.protocol import decode
 from streamsend.shared.retry import Outage, describe, retry_forever
 from streamsend.uploader.delivery import OutgoingRecord
-from streamsend.uploader.files import SentFile
+from streamsend.uploader.files import Progress, SentFile
 from streamsend.uploader.ledger import SentLedger
+from streamsend.uploader.resume import Resumer
 from streamsend.uploader.settings import UploaderSettings
-from streamsend.uploader.state import decode_state, encode_sent, state_key, state_partition
+from streamsend.uploader.state import decode_state, encode_progress, encode_sent, state_key, state_partition
 
 log = logging.getLogger(__name__)
 
@@ -287,18 +289,18 @@ class StateTopic:
         partitions = await admin.ensure_topic(self._topic, STATE_PARTITIONS, {"cleanup.policy": "compact"})
         self._partition = state_partition(self._settings.uploader_name, partitions)
 
-    async def load(self, ledger: SentLedger) -> int:
+    async def load(self, ledger: SentLedger, resumer: Resumer | None = None) -> int:
         """Read this uploader's records up to the end of its partition; retried until the broker answers."""
         return int(
             await retry_forever(
-                lambda: self._load(ledger),
+                lambda: self._load(ledger, resumer),
                 outage=self._outage,
                 is_transient=is_transient,
                 backoff_max_s=self._settings.retry_backoff_max,
             )
         )
 
-    async def _load(self, ledger: SentLedger) -> int:
+    async def _load(self, ledger: SentLedger, resumer: Resumer | None) -> int:
         # read_committed: the state records of an aborted transaction name files that were not sent
         consumer = AIOKafkaConsumer(
             **client_options(self._settings, "uploader"), group_id=None, enable_auto_commit=False,
@@ -318,6 +320,12 @@ class StateTopic:
                     decoded = decode_state(self._settings.uploader_name, record.key, record.value)
                     if decoded is not None:
                         path, sent = decoded
+                        if isinstance(sent, Progress):
+                            if resumer is not None:
+                                resumer.note(sent)
+                            continue
+                        if resumer is not None:
+                            resumer.forget(path)
                         if sent is None:
                             ledger.forget(path)
                         else:
@@ -334,8 +342,9 @@ class StateTopic:
         finally:
             await stop_client(consumer, self._settings.request_timeout)
         log.info(
-            "Loaded %d sent files from %s (partition %d, %d records) in %.1f s",
-            len(ledger), self._topic, self._partition, records, time.monotonic() - started,
+            "Loaded %d sent files%s from %s (partition %d, %d records) in %.1f s", len(ledger),
+            f" and {len(resumer)} unfinished" if resumer else "", self._topic, self._partition, records,
+            time.monotonic() - started,
         )  # fmt: skip
         return records
 
@@ -363,6 +372,50 @@ class StateTopic:
             failed = [record for record, result in zip(records, results, strict=True) if isinstance(result, Exception)]
         for key, value in failed:
             await self._write(key, value)
+
+    async def save_progress(self, progress: Progress) -> None:
+        pool = self._pool
+        assert pool is not None
+        key = state_key(self._settings.uploader_name, progress.path)
+        await (await pool.send(self._topic, key, encode_progress(progress), self._partition))
+
+    async def holds(self, progress: Progress) -> str | None:
+        """Whether the chunk topic still holds the upload as the progress record says: its earliest record, and
+        chunk ``acked - 1`` at ``last_offset``. Read once, without retries: in doubt, the file is sent whole."""
+        try:
+            return await asyncio.wait_for(self._holds(progress), 3 * self._settings.request_timeout)
+        except (kafka_errors.KafkaError, OSError, TimeoutError) as exc:
+            return f"the chunk topic could not be read: {describe(exc)}"
+
+    async def _holds(self, progress: Progress) -> str | None:
+        consumer = AIOKafkaConsumer(
+            **client_options(self._settings, "uploader"), group_id=None, enable_auto_commit=False,
+            max_partition_fetch_bytes=progress.chunk_size + 65536, isolation_level="read_committed",
+        )  # fmt: skip
+        tp = TopicPartition(self._settings.topic, progress.partition)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            for offset, index in ((progress.first_offset, None), (progress.last_offset, progress.acked - 1)):
+                consumer.seek(tp, offset)
+                batch = await consumer.getmany(tp, timeout_ms=int(self._settings.request_timeout * 1000), max_records=1)
+                found = batch.get(tp, [])
+                if not found or found[0].offset != offset:
+                    return f"its record at offset {offset} is gone (the topic's retention)"
+                try:
+                    header = decode(found[0].headers, found[0].value)
+                except RecordError:
+                    return f"the record at offset {offset} is not one of its chunks"
+                if (
+                    header.upload_id != progress.upload_id
+                    or header.uploader != self._settings.uploader_name
+                    or header.path != progress.path
+                    or (index is not None and header.index != index)
+                ):
+                    return f"the record at offset {offset} is not the chunk the progress record names"
+        finally:
+            await stop_client(consumer, self._settings.request_timeout)
+        return None
 
     def forget_soon(self, path: str) -> None:
         self._forgotten.put_nowait(path)

@@ -22,10 +22,12 @@ from streamsend.shared.protocol import chunk_count, encode, record_key
 from streamsend.shared.seal import Sealer
 from streamsend.shared.view import TransferView
 from streamsend.uploader.delivery import Courier, OutgoingRecord
+from streamsend.uploader.files import Progress as FileProgress
 from streamsend.uploader.files import ReadyFile, SentFile
 from streamsend.uploader.framing import Framing, framing_for
 from streamsend.uploader.planner import Span, partition_for, spans
 from streamsend.uploader.reader import ChunkReader, read_many
+from streamsend.uploader.resume import Resumer, Resumption, Tracker
 from streamsend.uploader.transactions import COMMIT_EVERY_BYTES, FileTransactions
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,20 @@ class Progress:
         count: int,
         clock: Callable[[], float] = time.monotonic,
         fields: dict[str, object] | None = None,
+        done: int = 0,
+        done_bytes: int = 0,
     ) -> None:
+        """``done``, ``done_bytes``: chunks on the topic before this run (a resumed upload)."""
         self._name = name
         self._fields = fields or {}
         self._count = count
         self._clock = clock
         self._started = clock()
         self._last_report = self._started
-        self.acked = 0
-        self.acked_bytes = 0
+        self._first = done + 1
+        self._done_bytes = done_bytes
+        self.acked = done
+        self.acked_bytes = done_bytes
 
     def ack(self, record: OutgoingRecord) -> None:
         self.acked += 1
@@ -67,11 +74,12 @@ class Progress:
         line = f"{self._name} ({record.index + 1:0{width}d} of {self._count:0{width}d}) chunk uploaded"
         if self._count == 1:
             log.debug("%s", line)  # the "Successfully processed" line says it all for a one-chunk file
-        elif self.acked in (1, self._count) or now - self._last_report >= PROGRESS_EVERY_S:
+        elif self.acked in (self._first, self._count) or now - self._last_report >= PROGRESS_EVERY_S:
             self._last_report = now
             elapsed = max(now - self._started, 1e-6)
             log.info(
-                "%s, %d%% done, %.1f MB/s", line, 100 * self.acked // self._count, self.acked_bytes / elapsed / 1e6,
+                "%s, %d%% done, %.1f MB/s", line, 100 * self.acked // self._count,
+                (self.acked_bytes - self._done_bytes) / elapsed / 1e6,
                 extra={**self._fields, **self._where(record)},
             )  # fmt: skip
         else:
@@ -97,8 +105,13 @@ class FileSender:
         transactions: FileTransactions | None = None,
         view: TransferView | None = None,
         sealer: Sealer | None = None,
+        resumer: Resumer | None = None,
+        on_resume: Callable[[int], None] = lambda skipped: None,
     ) -> None:
         self._transactions = transactions
+        # Sealed files and transactions are sent whole again after a restart: see resume.py.
+        self._resumer = resumer if transactions is None and sealer is None else None
+        self._on_resume = on_resume
         self._sealer = sealer  # None: files travel as they are
         self._view = view if view is not None else TransferView("uploader")
         self._uploader = uploader
@@ -155,7 +168,7 @@ class FileSender:
                                      whole.digest.md5, upload_id, 0.0))  # fmt: skip
         handed = 0
         try:
-            async with self._courier.file(lane, lambda record: self._on_chunk(len(record.value))) as delivery:
+            async with self._courier.file(lane, lambda record, _: self._on_chunk(len(record.value))) as delivery:
                 for record in records:
                     handed += 1
                     await delivery.send(record)
@@ -187,44 +200,38 @@ class FileSender:
         return await transactions.retrying(lambda: self._send(ready, lane), lane, ready.wire_path)
 
     async def _send(self, ready: ReadyFile, lane: int) -> SentFile:
-        upload_id = new_upload_id()
+        partition = partition_for(self._uploader, ready.wire_path, self._partitions())
+        resumed = None
+        if self._resumer is not None:
+            resumed = await self._resumer.plan(ready.wire_path, ready.state, self._chunk_size, partition)
+        upload_id = resumed.progress.upload_id if resumed is not None else new_upload_id()
         self._view.start(upload_id, ready.wire_path, ready.state.size)
         try:
-            sent = await self._transfer(ready, lane, upload_id)
+            sent = await self._transfer(ready, lane, upload_id, partition, resumed)
         except BaseException:
             self._view.abandoned(upload_id)  # the failure, if it is one, is the caller's to show
             raise
         self._view.completed(upload_id, sent.path, sent.size, sent.sha256)
         return sent
 
-    def _framing(self, ready: ReadyFile, upload_id: str) -> Framing:
-        return framing_for(self._sealer, self._uploader, ready.wire_path, upload_id, ready.state.size,
-                           self._chunk_size, ready.state.mtime_ns)  # fmt: skip
-
-    async def _transfer(self, ready: ReadyFile, lane: int, upload_id: str) -> SentFile:
+    async def _chunks(
+        self,
+        reader: ChunkReader,
+        framing: Framing,
+        lane: int,
+        acked: Callable[[OutgoingRecord, int], None],
+        upload: tuple[str, int, int],
+        count: int,
+        start: int,
+    ) -> None:
+        """Read, frame and hand over chunks ``start..count`` of ``upload`` (id, partition, file size); returns once
+        every one is acknowledged."""
+        upload_id, partition, size = upload
         transactions = self._transactions
-        if transactions is not None:
-            await transactions.begin(lane)
         uncommitted = 0
-        name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
-        count = chunk_count(size, chunk_size)
-        partition = partition_for(self._uploader, name, self._partitions())
-        about = logs.fields(uploader=self._uploader, file=name, upload_id=upload_id)
-        log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size, extra=about)
-        progress = Progress(name, count, fields=about)
-        view = self._view
-
-        def acked(record: OutgoingRecord) -> None:
-            progress.ack(record)
-            view.progress(upload_id, progress.acked_bytes)
-            self._on_chunk(len(record.value))
-
-        budget = self._courier.budget
-        framing = self._framing(ready, upload_id)
         async with (
-            ChunkReader(ready.path, ready.state, budget, framing) as reader,
             self._courier.file(lane, acked, spread=transactions is None) as delivery,
-            contextlib.aclosing(reader.chunks(spans(size, chunk_size))) as chunks,
+            contextlib.aclosing(reader.chunks(spans(size, self._chunk_size, start))) as chunks,
         ):
             async for span, data, crc, reservation in chunks:
                 try:
@@ -243,6 +250,75 @@ class FileSender:
                 if transactions is not None and uncommitted >= COMMIT_EVERY_BYTES and not final:
                     await transactions.commit_part(lane)
                     uncommitted = 0
+
+    async def _save_progress(self, progress: FileProgress) -> None:
+        """One attempt: a progress record lost only means a resume from an earlier one."""
+        assert self._resumer is not None
+        try:
+            await self._resumer.save(progress)
+        except Exception as exc:
+            log.debug("%s: progress record not written (%s)", progress.path, exc)
+
+    def _framing(self, ready: ReadyFile, upload_id: str) -> Framing:
+        return framing_for(self._sealer, self._uploader, ready.wire_path, upload_id, ready.state.size,
+                           self._chunk_size, ready.state.mtime_ns)  # fmt: skip
+
+    async def _transfer(
+        self, ready: ReadyFile, lane: int, upload_id: str, partition: int, resumed: Resumption | None
+    ) -> SentFile:
+        transactions = self._transactions
+        if transactions is not None:
+            await transactions.begin(lane)
+        name, size, chunk_size = ready.wire_path, ready.state.size, self._chunk_size
+        count = chunk_count(size, chunk_size)
+        start = 0 if resumed is None else resumed.start
+        about = logs.fields(uploader=self._uploader, file=name, upload_id=upload_id)
+        if resumed is None:
+            log.info("%s: %d bytes, creating %d %d-byte chunks", name, size, count, chunk_size, extra=about)
+        else:
+            log.info(
+                "%s: resuming at chunk %d of %d (%d%%), upload %s", name, start + 1, count, 100 * start // count,
+                upload_id, extra={**about, **logs.fields(chunk=start + 1, chunks=count)},
+            )  # fmt: skip
+        progress = Progress(name, count, fields=about, done=start, done_bytes=start * chunk_size)
+        tracker = Tracker(start, chunk_size, None if resumed is None else resumed.progress.first_offset)
+        saving: asyncio.Task[None] | None = None
+        began = time.time() if resumed is None else resumed.progress.started_at
+        view = self._view
+
+        def snapshot() -> FileProgress:
+            assert tracker.first_offset is not None
+            return FileProgress(
+                name, upload_id, size, ready.state.mtime_ns, ready.state.inode, chunk_size, partition,
+                tracker.acked, tracker.first_offset, tracker.last_offset, began,
+            )  # fmt: skip
+
+        def acked(record: OutgoingRecord, offset: int) -> None:
+            nonlocal saving
+            progress.ack(record)
+            view.progress(upload_id, progress.acked_bytes)
+            self._on_chunk(len(record.value))
+            tracker.ack(record.index, offset)
+            if self._resumer is not None and tracker.due() and (saving is None or saving.done()):
+                tracker.saved()
+                saving = asyncio.create_task(self._save_progress(snapshot()))
+
+        budget = self._courier.budget
+        framing = self._framing(ready, upload_id)
+        async with ChunkReader(ready.path, ready.state, budget, framing) as reader:
+            if start:
+                await reader.rehash(start * chunk_size)
+                self._on_resume(start * chunk_size)
+            try:
+                await self._chunks(reader, framing, lane, acked, (upload_id, partition, size), count, start)
+            except Interrupted as exc:
+                if self._resumer is None or tracker.first_offset is None or tracker.last_offset < 0:
+                    raise Interrupted(f"{exc}; it will be sent again from the start") from None
+                await self._save_progress(snapshot())  # its chunks handed over are all settled by now
+                raise Interrupted(f"{exc}; it resumes there after a restart") from None
+            finally:
+                if saving is not None:
+                    await asyncio.wait({saving})  # a progress record lands before the file's sent record
             digest = reader.digest()
         sent = SentFile(
             path=name,

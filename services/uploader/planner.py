@@ -67,9 +67,9 @@ class Span:
     length: int
 
 
-def spans(file_size: int, chunk_size: int) -> Iterator[Span]:
-    """The chunks of a file in order; an empty file is one empty chunk."""
-    for index in range(chunk_count(file_size, chunk_size)):
+def spans(file_size: int, chunk_size: int, start: int = 0) -> Iterator[Span]:
+    """The chunks of a file in order, from chunk ``start``; an empty file is one empty chunk."""
+    for index in range(start, chunk_count(file_size, chunk_size)):
         offset = index * chunk_size
         yield Span(index, offset, min(chunk_size, file_size - offset))
 

@@ -61,6 +61,12 @@ class UploaderSettings(CommonSettings):
         description="a file's last chunks and its state record in one Kafka transaction: auto (where the broker"
         " has transactions and there is a state_topic), on (required), off",
     )
+    resume_within: Seconds = Field(
+        3 * 86400.0,
+        ge=0,
+        description="seconds after its start an unfinished upload may still be resumed (0 = never; keep it well"
+        " under the topic's retention, 7 days by default)",
+    )
     state_max_files: int = Field(200_000, ge=1000, description="files remembered as sent, at most")
     state_forget_after: Seconds = Field(
         86400.0, gt=0, description="seconds a sent file may be absent from the tree before it is forgotten"

@@ -112,7 +112,7 @@ class Workers:
             log.warning("%s: %s; it will be sent once it is static again", name, exc)
             metrics.files_failed.labels("changed").inc()
         elif isinstance(exc, Interrupted):
-            log.info("%s: %s; it will be sent again from the start", name, exc)
+            log.info("%s: %s", name, exc)
             metrics.files_failed.labels("interrupted").inc()
         elif isinstance(exc, PermanentSendError):
             log.error("%s: failed: %s; not retried until the file changes", name, exc)

@@ -7,10 +7,13 @@ import asyncio
 import itertools
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streamsend.shared.protocol import decode
 
 _counter = itertools.count(1)
 
@@ -108,6 +111,48 @@ async def records(bootstrap: str, topic: str, timeout_s: float = 30, committed_o
         while remaining and time.monotonic() < deadline:
             for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
                 found.extend(batch)
+            for tp in list(remaining):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    remaining.discard(tp)
+        if remaining:
+            raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")
+        return found
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class ChunkSeen:
+    partition: int
+    offset: int
+    timestamp_ms: int
+    path: str
+    upload_id: str
+    index: int
+    length: int
+
+
+async def chunks_on_topic(bootstrap: str, topic: str, timeout_s: float = 120) -> list[ChunkSeen]:
+    """Every chunk record on the topic, read to the end of each partition, without keeping their values: what was
+    produced, as the broker holds it (for a gigabyte, not the test's memory)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
+        consumer.assign(partitions)
+        found: list[ChunkSeen] = []
+        remaining = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
+                for record in batch:
+                    header = decode(record.headers, record.value)
+                    found.append(ChunkSeen(record.partition, record.offset, record.timestamp, header.path,
+                                           header.upload_id, header.index, len(record.value or b"")))  # fmt: skip
             for tp in list(remaining):
                 highwater = consumer.highwater(tp)
                 if highwater is not None and await consumer.position(tp) >= highwater:

@@ -59,7 +59,7 @@ def _courier(sink: FakeSink, outage: Outage, budget: ByteBudget | None = None) -
 async def test_every_record_is_acknowledged_and_the_budget_returns_to_zero() -> None:
     sink, budget, acked = FakeSink(), ByteBudget(1000), []
     courier = _courier(sink, Outage("Kafka"), budget)
-    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+    async with courier.file(0, lambda r, _: acked.append(r.index)) as delivery:
         for index in range(5):
             await _send(courier, delivery, _record(index))
     assert sorted(acked) == [0, 1, 2, 3, 4]
@@ -75,7 +75,7 @@ async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: p
     outage = Outage("Kafka", on_retry=lambda: retries.append(1))
     courier = _courier(sink, outage)
     acked: list[int] = []
-    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+    async with courier.file(0, lambda r, _: acked.append(r.index)) as delivery:
         await _send(courier, delivery, _record(0))
         await _send(courier, delivery, _record(1))
     assert sorted(acked) == [0, 1]
@@ -89,7 +89,7 @@ async def test_transient_faults_are_retried_and_the_outage_logged_once(caplog: p
 async def test_a_failing_enqueue_is_retried_too() -> None:
     sink = FakeSink(enqueue_errors=2)
     courier = _courier(sink, Outage("Kafka"))
-    async with courier.file(0, lambda r: None) as delivery:
+    async with courier.file(0, lambda r, _: None) as delivery:
         await _send(courier, delivery, _record(0))
     assert sink.enqueued == [0]
 
@@ -99,7 +99,7 @@ async def test_a_permanent_fault_fails_the_file() -> None:
     budget = ByteBudget(1000)
     courier = _courier(sink, Outage("Kafka"), budget)
     with pytest.raises(PermanentSendError, match="MessageSizeTooLargeError"):
-        async with courier.file(0, lambda r: None) as delivery:
+        async with courier.file(0, lambda r, _: None) as delivery:
             await _send(courier, delivery, _record(0))
             await _send(courier, delivery, _record(1))
             await asyncio.sleep(0.05)
@@ -109,7 +109,7 @@ async def test_a_permanent_fault_fails_the_file() -> None:
 async def test_an_error_of_the_sender_itself_comes_out_unwrapped() -> None:
     courier = _courier(FakeSink(), Outage("Kafka"))
     with pytest.raises(FileNotFoundError):
-        async with courier.file(0, lambda r: None) as delivery:
+        async with courier.file(0, lambda r, _: None) as delivery:
             await _send(courier, delivery, _record(0))
             raise FileNotFoundError("gone")
 
@@ -130,7 +130,7 @@ async def test_a_broken_sequence_is_retried_after_the_sink_mends_its_producer() 
     sink = FakeSink([kafka_errors.OutOfOrderSequenceNumber(), kafka_errors.ProducerClosed(), None])
     courier = _courier(sink, Outage("Kafka"))
     acked: list[int] = []
-    async with courier.file(0, lambda r: acked.append(r.index)) as delivery:
+    async with courier.file(0, lambda r, _: acked.append(r.index)) as delivery:
         await _send(courier, delivery, _record(0))
     # ...and the records in flight on the producer replaced fail with ProducerClosed: sent again as well
     assert acked == [0] and sink.enqueued == [0, 0, 0]
@@ -167,7 +167,7 @@ async def test_an_outage_is_as_long_as_the_record_waited_not_as_long_as_since_th
     outage = Outage("Kafka", clock=clock)
     sink = SlowFailure(clock, waited_s=30.0)
     courier = Courier(sink, ByteBudget(1000), outage, is_transient, 0.0)
-    async with courier.file(0, lambda r: None) as delivery:
+    async with courier.file(0, lambda r, _: None) as delivery:
         await _send(courier, delivery, _record(0))
     back = [r.getMessage() for r in caplog.records if "back after an outage" in r.getMessage()]
     assert back == ["Kafka back after an outage of 30.0 s (1 retries)"]

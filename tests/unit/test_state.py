@@ -18,7 +18,7 @@ def test_a_sealing_uploader_keeps_no_digest_in_its_records() -> None:
     value = encode_sent(SENT, digests=False)
     assert b"s" * 64 not in value and b"m" * 32 not in value
     decoded = decode_state("edge-1", state_key("edge-1", SENT.path), value)
-    assert decoded is not None and decoded[1] is not None
+    assert decoded is not None and isinstance(decoded[1], SentFile)
     assert (decoded[1].size, decoded[1].mtime_ns, decoded[1].sha256) == (SENT.size, SENT.mtime_ns, "")
 
 
