@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -129,19 +130,55 @@ def _download(bench: Bench, far: FarBroker, topic: str) -> tuple[float, int]:
     return ended - began, rss
 
 
+SMALL_FILES, SMALL_SIZE = 10_000, 4096
+SMALL_LINK = Link(0.05, 25e6)
+
+
+def small_files(kind: str, root: Path) -> str:
+    """10,000 files of 4 KB from a site 50 ms away: the uploader across the link, the downloader beside the
+    broker (on Tansu, through the relay too); from the first file handed to Kafka to the last one verified."""
+    with far_broker(kind, SMALL_LINK) as far:
+        bench = Bench(far.broker, root)
+        topic = bench.topic(partitions=6)
+        with bench.workdir() as work:
+            for index in range(SMALL_FILES):
+                path = work / "in" / f"folder-{index % 100:03d}" / f"file-{index:05d}.bin"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(os.urandom(SMALL_SIZE))
+            down = bench.downloader(work, topic, bootstrap_servers=far.near)
+            up = bench.uploader(work, topic, bootstrap_servers=far.far)
+            try:
+                down.wait_for("verified", timeout_s=600, times=SMALL_FILES)
+                started = min(when for when, message in up.lines() if "bytes, creating" in message)
+                finished = max(when for when, message in down.lines() if " verified" in message)
+            finally:
+                up_rss, down_rss = up.stop(), down.stop()
+        bench.drop(topic, f"{topic}-state")
+    seconds = finished - started
+    return (
+        f"| {kind} | {SMALL_LINK.describe()} | {SMALL_FILES} x {SMALL_SIZE} B | {seconds:.1f} s |"
+        f" {SMALL_FILES / seconds:.0f} | {up_rss / 1e6:.0f} / {down_rss / 1e6:.0f} MB |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.wan", description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="size each file to take about this long")
     parser.add_argument("--brokers", default="tansu,kafka", help="comma-separated: tansu, kafka")
+    parser.add_argument("--parts", default="large,small", help="comma-separated: large, small")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    parts = args.parts.split(",")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="streamsend-wan-", dir="/var/tmp") as root:
-        rows = []
+        rows, small = [], []
         for kind in args.brokers.split(","):
-            for link in LINKS:
+            for link in LINKS if "large" in parts else []:
                 rows.append(measure(kind, link, args.seconds, Path(root)))
                 print(rows[-1].line(), flush=True)
+            if "small" in parts:
+                small.append(small_files(kind, Path(root)))
+                print(small[-1], flush=True)
     stamp = time.strftime("%Y-%m-%d-%H%M")
     lines = [
         f"# Streamsend across a long, thin link, {stamp}",
@@ -160,6 +197,12 @@ def main() -> None:
         " flight, at most | aiokafka consumer | streamsend downloader | peak RSS, uploader / downloader |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *(row.line() for row in rows),
+        "",
+        "Many small files from a site 50 ms away (the uploader across the link):",
+        "",
+        "| broker | link | files | first sent to last verified | files/s | peak RSS, uploader / downloader |",
+        "|---|---|---|---|---|---|",
+        *small,
     ]
     report = "\n".join(lines) + "\n"
     args.results.mkdir(parents=True, exist_ok=True)

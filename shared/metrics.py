@@ -122,6 +122,12 @@ class DownloaderMetrics(KafkaMetrics):
             registry=r,
         )  # fmt: skip
         self.paused = Gauge("streamsend_downloader_paused", "1 while consumption waits for disk space", registry=r)
+        self.events_produced = Counter(
+            "streamsend_downloader_events_produced", "Arrival events acknowledged by Kafka", registry=r
+        )
+        self.event_failures = Counter(
+            "streamsend_downloader_event_failures", "Arrival events that failed and were sent again", registry=r
+        )
         self.consumers_replaced = Counter(
             "streamsend_downloader_consumers_replaced",
             "Kafka consumers found stuck (no commit while the broker answered) and replaced", registry=r,

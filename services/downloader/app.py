@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from streamsend import __version__
 from streamsend.downloader import check
 from streamsend.downloader.completion import Completion
+from streamsend.downloader.events import ArrivalEvents
 from streamsend.downloader.kafka import ConsumeLoop
 from streamsend.downloader.pipeline import Receiver
 from streamsend.downloader.publisher import Publisher
@@ -79,7 +81,7 @@ async def run(
             status=metrics.view.snapshot,
         ),
         settings,
-        {settings.topic: "READ"},
+        {settings.topic: "READ", settings.events_topic: "WRITE"},
     )
 
 
@@ -101,19 +103,28 @@ async def _serve(
         async with Admin(settings, "downloader", outage) as admin:
             # Create the topic as the uploader would, rather than let a subscribe create it with defaults.
             await admin.ensure_topic(settings.topic, settings.topic_partitions)
+            if settings.events_topic:
+                await admin.ensure_topic(settings.events_topic, settings.topic_partitions)
         completion = Completion(store, Publisher(store, settings.fsync), metrics)
         if opener.active:
             log.info("Sealed files: %s", opener.describe())
-        receiver = Receiver(
-            store,
-            metrics,
-            completion,
-            stale_after_s=settings.stale_after,
-            min_free_bytes=settings.min_free_space,
-            opener=opener,
-        )
-        metrics.connected()
-        await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)
+        async with contextlib.AsyncExitStack() as stack:
+            events = (
+                await stack.enter_async_context(ArrivalEvents(settings, metrics, outage))
+                if settings.events_topic
+                else None
+            )
+            receiver = Receiver(
+                store,
+                metrics,
+                completion,
+                stale_after_s=settings.stale_after,
+                min_free_bytes=settings.min_free_space,
+                opener=opener,
+                on_settled=events.emit if events is not None else None,
+            )
+            metrics.connected()
+            await ConsumeLoop(settings, receiver, store, metrics, outage, joined).run(stop)
     finally:
         await store.close()
     log.info("Downloader stopped")

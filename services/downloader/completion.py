@@ -33,9 +33,12 @@ class Assembled:
     topic: str
     partition: int
     offset: int
+    first_offset: int = -1  # of its upload's earliest record (-1: the last record's)
     data: bytes | None = None  # a one-chunk file, still in memory (``staging`` not yet on disk)
     verdict: Verdict | None = None  # a sealed file's: refused now, or a signature the publisher checks
     published: bool = False
+    outcome: str | None = None  # once settled: published, identical, quarantined or refused
+    reason: str | None = None  # why, for quarantined and refused
 
     @property
     def fields(self) -> dict[str, object]:
@@ -82,7 +85,7 @@ class Completion:
             if item.data is not None:
                 await self._store.write(await self._store.create(item.key.name), 0, item.data, None)
             reason, why = failure
-            await self._quarantine(item, why, reason)
+            await self._quarantine(item, why, reason, refused=reason != "checksum")
             return [item]
         parts = item.file.path.split("/")
         target = self._store.target(item.file.uploader, parts)
@@ -108,7 +111,7 @@ class Completion:
         for item, publication in pending:
             if publication.refusal is not None:
                 reason, why = publication.refusal
-                await self._quarantine(item, why, reason)
+                await self._quarantine(item, why, reason, refused=True)
                 continue
             if publication.error is not None:
                 await self._quarantine(item, f"cannot be published: {publication.error}", "conflict")
@@ -120,10 +123,12 @@ class Completion:
                     " (a late or replayed upload never rolls a file back)", item.where, item.sha256, extra=item.fields,
                 )  # fmt: skip
                 self._metrics.files_failed.labels("older").inc()
+                item.outcome, item.reason = "refused", "older than the published version"
                 file = item.file
                 self._metrics.view.failed(file.upload_id, f"{file.uploader}/{file.path}", "older than the published")
                 continue
             item.published = True
+            item.outcome = "identical" if publication.unchanged else "published"
             if publication.unchanged:
                 log.info(
                     "%s final chunk, downloaded: %d bytes, sha256 %s verified: the published file is identical, "
@@ -141,7 +146,8 @@ class Completion:
             self._metrics.view.completed(file.upload_id, f"{file.uploader}/{file.path}", file.file_size, item.sha256)
         return [item for item, _ in pending]
 
-    async def _quarantine(self, item: Assembled, why: str, reason: str) -> None:
+    async def _quarantine(self, item: Assembled, why: str, reason: str, refused: bool = False) -> None:
+        item.outcome, item.reason = "refused" if refused else "quarantined", why
         kept = await self._store.quarantine(item.staging, item.file.uploader, item.file.path.split("/"), item.key.name)
         if kept is None:
             log.error("%s final chunk, %s; not kept: larger than quarantine_max_bytes", item.where, why,

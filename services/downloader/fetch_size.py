@@ -2,7 +2,7 @@
 
 aiokafka keeps one fetch in flight per broker, and fetches a partition again only once its records have been
 handed over. A fetch of F bytes across a link of round trip R and rate B therefore moves F / (R + F / B) bytes a
-second: 2 MiB at 50 ms and 25 MB/s is 15 MB/s, 16 MiB is 23 MB/s. The size starts small (a downloader on the
+second: 2 MiB at 50 ms and 25 MB/s is 15 MB/s, 12 MiB is 23 MB/s. The size starts small (a downloader on the
 broker's network needs no more, and a small device no more memory) and doubles, up to ``max_fetch_bytes``,
 whenever a poll had to wait for the network and a partition's records filled the fetch: the broker held more
 than was asked for, and the link, not this downloader, was what the records waited on.

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from streamsend.downloader.admission import Admission, Record
@@ -85,7 +85,10 @@ class Receiver:
         min_free_bytes: int,
         opener: Opener | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_settled: Callable[[list[Assembled]], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_settled = on_settled  # told of every settled file at the flush after (arrival events)
+        self._settled: list[Assembled] = []
         self._admission = Admission(opener if opener is not None else Opener([], {}), metrics, clock)
         self._store = store
         self._metrics = metrics
@@ -201,6 +204,7 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
+                first_offset=record.offset,
                 data=value,
                 verdict=verdict,
             )
@@ -275,6 +279,7 @@ class Receiver:
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
+                first_offset=build.assembly.first_offset,
                 verdict=build.verdict,
             )
         )
@@ -289,11 +294,16 @@ class Receiver:
             for older in self._uploads.superseded(item.file, item.key):
                 why = f"upload {item.file.upload_id} of this version or a newer one is published"
                 await self._drop(older, why, "superseded")
+        settled, self._settled = self._settled, []
+        if settled and self._on_settled is not None:
+            await self._on_settled(settled)  # before the offsets that cover them are committed
 
     def _settle(self, settled: list[Assembled]) -> None:
         """Files published or quarantined no longer hold their partitions' commits back. A published file
         supersedes the unfinished uploads of older versions of it: only then, once it is authenticated and
         verified, so that no unauthenticated record can cut a genuine upload short."""
+        if self._on_settled is not None:
+            self._settled.extend(settled)
         for item in settled:
             mark = self._marks.get(item.partition)
             if mark is not None:

@@ -32,9 +32,12 @@ class DownloaderSettings(CommonSettings):
         ByteSize(64 * 1024 * 1024), ge=0, description="bytes kept free on the output filesystem"
     )
     max_fetch_bytes: ByteSize = Field(
-        ByteSize(16 * 1024 * 1024),
+        ByteSize(12 * 1024 * 1024),
         ge=1024 * 1024,
         description="bytes fetched from Kafka at once, at most (fetches grow to it on a slow link)",
+    )
+    events_topic: str = Field(
+        "", description="topic for one arrival event per file outcome (JSON, keyed <uploader>/<path>); '' = none"
     )
     quarantine_max_bytes: ByteSize = Field(
         ByteSize(1024 * 1024 * 1024), ge=0, description="bytes of files failing verification kept for inspection"

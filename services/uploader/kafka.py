@@ -373,11 +373,15 @@ class StateTopic:
         for key, value in failed:
             await self._write(key, value)
 
+    def progress_record(self, progress: Progress) -> tuple[str, bytes, bytes, int]:
+        key = state_key(self._settings.uploader_name, progress.path)
+        return self._topic, key, encode_progress(progress), self._partition
+
     async def save_progress(self, progress: Progress) -> None:
         pool = self._pool
         assert pool is not None
-        key = state_key(self._settings.uploader_name, progress.path)
-        await (await pool.send(self._topic, key, encode_progress(progress), self._partition))
+        _, key, value, partition = self.progress_record(progress)
+        await (await pool.send(self._topic, key, value, partition))
 
     async def holds(self, progress: Progress) -> str | None:
         """Whether the chunk topic still holds the upload as the progress record says: its earliest record, and

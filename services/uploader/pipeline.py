@@ -109,8 +109,8 @@ class FileSender:
         on_resume: Callable[[int], None] = lambda skipped: None,
     ) -> None:
         self._transactions = transactions
-        # Sealed files and transactions are sent whole again after a restart: see resume.py.
-        self._resumer = resumer if transactions is None and sealer is None else None
+        # Sealed files are sent whole again after a restart: see resume.py.
+        self._resumer = resumer if sealer is None else None
         self._on_resume = on_resume
         self._sealer = sealer  # None: files travel as they are
         self._view = view if view is not None else TransferView("uploader")
@@ -223,9 +223,11 @@ class FileSender:
         upload: tuple[str, int, int],
         count: int,
         start: int,
+        checkpoint: Callable[[], FileProgress | None] = lambda: None,
     ) -> None:
         """Read, frame and hand over chunks ``start..count`` of ``upload`` (id, partition, file size); returns once
-        every one is acknowledged."""
+        every one is acknowledged. In a transaction, each part commits with the ``checkpoint`` of the upload: a
+        fault or a restart continues from the last part committed."""
         upload_id, partition, size = upload
         transactions = self._transactions
         uncommitted = 0
@@ -248,8 +250,14 @@ class FileSender:
                 await delivery.send(record)
                 uncommitted += len(data)
                 if transactions is not None and uncommitted >= COMMIT_EVERY_BYTES and not final:
-                    await transactions.commit_part(lane)
+                    progress = checkpoint()
+                    await transactions.commit_part(lane, self._progress_record(progress))
+                    if progress is not None and self._resumer is not None:
+                        self._resumer.note(progress)  # a fault in the next part resumes from here
                     uncommitted = 0
+
+    def _progress_record(self, progress: FileProgress | None) -> tuple[str, bytes, bytes, int] | None:
+        return None if progress is None or self._resumer is None else self._resumer.record(progress)
 
     async def _save_progress(self, progress: FileProgress) -> None:
         """One attempt: a progress record lost only means a resume from an earlier one."""
@@ -286,8 +294,10 @@ class FileSender:
         began = time.time() if resumed is None else resumed.progress.started_at
         view = self._view
 
-        def snapshot() -> FileProgress:
-            assert tracker.first_offset is not None
+        def checkpoint() -> FileProgress | None:
+            """Where the upload stands, if a chunk from the first on is acknowledged."""
+            if tracker.first_offset is None or tracker.last_offset < 0 or tracker.acked <= start:
+                return None
             return FileProgress(
                 name, upload_id, size, ready.state.mtime_ns, ready.state.inode, chunk_size, partition,
                 tracker.acked, tracker.first_offset, tracker.last_offset, began,
@@ -299,9 +309,11 @@ class FileSender:
             view.progress(upload_id, progress.acked_bytes)
             self._on_chunk(len(record.value))
             tracker.ack(record.index, offset)
-            if self._resumer is not None and tracker.due() and (saving is None or saving.done()):
+            if transactions is not None or self._resumer is None or not tracker.due():
+                return  # in a transaction, progress commits with each part
+            if (saving is None or saving.done()) and (now := checkpoint()) is not None:
                 tracker.saved()
-                saving = asyncio.create_task(self._save_progress(snapshot()))
+                saving = asyncio.create_task(self._save_progress(now))
 
         budget = self._courier.budget
         framing = self._framing(ready, upload_id)
@@ -310,11 +322,13 @@ class FileSender:
                 await reader.rehash(start * chunk_size)
                 self._on_resume(start * chunk_size)
             try:
-                await self._chunks(reader, framing, lane, acked, (upload_id, partition, size), count, start)
+                await self._chunks(reader, framing, lane, acked, (upload_id, partition, size), count, start, checkpoint)
             except Interrupted as exc:
-                if self._resumer is None or tracker.first_offset is None or tracker.last_offset < 0:
+                if transactions is not None and self._resumer is not None:
+                    raise Interrupted(f"{exc}; it resumes from its last committed part after a restart") from None
+                if self._resumer is None or (now := checkpoint()) is None:
                     raise Interrupted(f"{exc}; it will be sent again from the start") from None
-                await self._save_progress(snapshot())  # its chunks handed over are all settled by now
+                await self._save_progress(now)  # its chunks handed over are all settled by now
                 raise Interrupted(f"{exc}; it resumes there after a restart") from None
             finally:
                 if saving is not None:

@@ -20,7 +20,12 @@ more than a window, so even a forged progress record that points at a real chunk
 chunk that is not on the topic; the cost is one window sent again. The file's digests are rebuilt by reading
 its first part again from the local disk.
 
-Sealed files and files sent in transactions are sent whole again (their resuming is not built yet).
+In a transaction, a part's progress record commits with the part (every 64 MiB), so an upload resumes from its
+last committed part, after a restart and after a Kafka fault that aborted its transaction alike.
+
+Sealed files are sent whole again: a chunk sent again must be sealed with the upload's data key and nonce, and
+that is safe only for the very bytes sealed before, which nothing proves for the chunks beyond the last progress
+record.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ REMEMBER = 10_000  # unfinished uploads remembered from the state topic, at most
 class ProgressStore(Protocol):
     async def save_progress(self, progress: Progress) -> None:
         """Write a progress record; returns once the broker has it (or raises)."""
+
+    def progress_record(self, progress: Progress) -> tuple[str, bytes, bytes, int]:
+        """The progress record as (topic, key, value, partition), for a transaction to carry."""
 
     async def holds(self, progress: Progress) -> str | None:
         """Why the topic no longer holds the upload as the record says; None if it does."""
@@ -105,6 +113,9 @@ class Resumer:
 
     async def save(self, progress: Progress) -> None:
         await self._store.save_progress(progress)
+
+    def record(self, progress: Progress) -> tuple[str, bytes, bytes, int]:
+        return self._store.progress_record(progress)
 
     async def plan(self, path: str, state: FileState, chunk_size: int, partition: int) -> Resumption | None:
         """How the upload of this file continues, if it does."""

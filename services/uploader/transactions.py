@@ -65,8 +65,12 @@ class FileTransactions:
     async def begin(self, lane: int) -> None:
         await self._sink.begin(lane)
 
-    async def commit_part(self, lane: int) -> None:
-        """Commit what a big file has sent so far and open the next transaction for the rest."""
+    async def commit_part(self, lane: int, progress: tuple[str, bytes, bytes, int] | None = None) -> None:
+        """Commit what a big file has sent so far, with its ``progress`` record (topic, key, value, partition)
+        if any, and open the next transaction for the rest."""
+        if progress is not None:
+            topic, key, value, partition = progress
+            await self._sink.send(topic, key, value, partition, lane)
         await self._sink.commit(lane)
         await self._sink.begin(lane)
 
@@ -86,8 +90,8 @@ class FileTransactions:
                 await asyncio.shield(self._sink.abort(lane))
                 if not isinstance(exc, TransactionFault) and not self._transient(exc):
                     raise
-                log.warning("%s: Kafka fault in its transaction (%s): aborted; sent again from the start",
-                            name, describe(exc))  # fmt: skip
+                log.warning("%s: Kafka fault in its transaction (%s): aborted; sent again from its last committed"
+                            " part", name, describe(exc))  # fmt: skip
                 self._outage.failed(exc)
                 await asyncio.sleep(backoff.next_delay())
             except BaseException:

@@ -11,7 +11,8 @@ every file): the time from handing a chunk over to its acknowledgement. Alone on
 round trip plus the chunk's transmission (``base``, the least seen lately). When the window is wider than the
 link can carry, chunks queue at the link and the time grows. The gauge keeps about one to three chunks queued,
 as TCP Vegas keeps packets: once a round it compares ``width * (1 - base / latest)`` (the chunks waiting at
-the link) with those bounds and widens or narrows the window by one. Memory is not the window's concern: the
+the link) with those bounds and widens or narrows the window by one (while nothing waits at all, it doubles:
+a short file on a long link would otherwise end before the window is wide). Memory is not the window's concern: the
 byte budget (``max_in_flight_bytes``) bounds what is read and unacknowledged, whatever the width.
 
 Pure logic, with a clock passed in for the tests.
@@ -68,7 +69,9 @@ class LinkGauge:
 
     def _adjust(self, mean_s: float) -> None:
         waiting = self.queued(mean_s)
-        if waiting < QUEUED_LOW and self.width < self.limit:
+        if waiting < QUEUED_LOW / 2:  # nothing waits at the link: far from full, widen fast (as TCP's slow start)
+            self.width = min(self.limit, 2 * self.width)
+        elif waiting < QUEUED_LOW and self.width < self.limit:
             self.width += 1
         elif waiting > QUEUED_HIGH and self.width > 1:
             self.width -= 1

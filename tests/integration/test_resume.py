@@ -287,3 +287,32 @@ async def test_forged_progress_records_never_skip_a_chunk(far: FarBroker, tmp_pa
             assert down.metric(PUBLISHED) == 1
     finally:
         await site.kill_all()
+
+
+@pytest.mark.kafka
+async def test_a_transactional_upload_resumes_from_its_last_committed_part(tmp_path: Path) -> None:
+    require_kafka()
+    with far_broker("kafka", UPLINK) as far:
+        topic = await TopicFactory(far.near).create()
+        site = Site(far, topic, tmp_path, transactional="on")
+        size = 200 * MiB
+        _file(site.source, size)
+        try:
+            async with site.downloader(isolation_level="read_committed") as down:
+                first = await site.start()
+                await _at_share(down, _chunks(size), 0.5)  # a part of 64 MiB is committed, the next is open
+                await first.kill()
+                restarted = time.time()
+                second = await site.start()
+                await second.wait_for_log("big.bin: resuming at chunk")
+                await site.arrived(down)
+                assert down.metric(PUBLISHED) == 1
+        except BaseException:
+            show_tails(*site.runs)
+            raise
+        finally:
+            await site.kill_all()
+        seen = await chunks_on_topic(far.near, topic, committed_only=True)
+    assert len({chunk.upload_id for chunk in seen}) == 1
+    assert {chunk.index for chunk in seen} == set(range(_chunks(size)))
+    assert len(_after(seen, restarted)) < _chunks(size) * 0.6  # not sent whole again

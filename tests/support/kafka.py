@@ -112,8 +112,8 @@ async def records(bootstrap: str, topic: str, timeout_s: float = 30, committed_o
             for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
                 found.extend(batch)
             for tp in list(remaining):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                end = consumer.last_stable_offset(tp) if committed_only else consumer.highwater(tp)
+                if end is not None and await consumer.position(tp) >= end:
                     remaining.discard(tp)
         if remaining:
             raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")
@@ -133,12 +133,16 @@ class ChunkSeen:
     length: int
 
 
-async def chunks_on_topic(bootstrap: str, topic: str, timeout_s: float = 120) -> list[ChunkSeen]:
+async def chunks_on_topic(
+    bootstrap: str, topic: str, timeout_s: float = 120, committed_only: bool = False
+) -> list[ChunkSeen]:
     """Every chunk record on the topic, read to the end of each partition, without keeping their values: what was
-    produced, as the broker holds it (for a gigabyte, not the test's memory)."""
+    produced, as the broker holds it (for a gigabyte, not the test's memory); ``committed_only``: as a
+    read_committed consumer sees them."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
     )  # fmt: skip
     await consumer.start()
     try:
@@ -154,8 +158,8 @@ async def chunks_on_topic(bootstrap: str, topic: str, timeout_s: float = 120) ->
                     found.append(ChunkSeen(record.partition, record.offset, record.timestamp, header.path,
                                            header.upload_id, header.index, len(record.value or b"")))  # fmt: skip
             for tp in list(remaining):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                end = consumer.last_stable_offset(tp) if committed_only else consumer.highwater(tp)
+                if end is not None and await consumer.position(tp) >= end:
                     remaining.discard(tp)
         if remaining:
             raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")

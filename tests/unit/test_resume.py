@@ -77,6 +77,9 @@ class Store:
     async def save_progress(self, progress: Progress) -> None:
         raise AssertionError("not written here")
 
+    def progress_record(self, progress: Progress) -> tuple[str, bytes, bytes, int]:
+        raise AssertionError("not written here")
+
     async def holds(self, progress: Progress) -> str | None:
         self.asked.append(progress)
         return self._holds
