@@ -28,12 +28,13 @@ from streamsend.uploader.budget import ByteBudget
 from streamsend.uploader.delivery import Courier
 from streamsend.uploader.finish import Finisher
 from streamsend.uploader.intake import Intake
-from streamsend.uploader.kafka import ProducerPool, StateTopic
+from streamsend.uploader.kafka import ProducerPool
 from streamsend.uploader.ledger import SentLedger
 from streamsend.uploader.pipeline import FileSender
 from streamsend.uploader.planner import ChunkSizeChoice, choose_chunk_size
 from streamsend.uploader.resume import Resumer
 from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.state_topic import StateTopic
 from streamsend.uploader.transactions import FileTransactions
 from streamsend.uploader.watcher import TreeWatcher
 from streamsend.uploader.window import LinkGauge

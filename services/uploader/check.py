@@ -6,8 +6,8 @@ import os
 
 from streamsend.shared import check
 from streamsend.shared.errors import SettingsError
-from streamsend.uploader.kafka import STATE_PARTITIONS
 from streamsend.uploader.settings import UploaderSettings
+from streamsend.uploader.state_topic import STATE_PARTITIONS
 
 
 async def run(settings: UploaderSettings) -> int:

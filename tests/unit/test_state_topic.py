@@ -14,9 +14,9 @@ import pytest
 from streamsend.shared.retry import Outage
 from streamsend.shared.settings import load_settings
 from streamsend.uploader.files import SentFile
-from streamsend.uploader.kafka import StateTopic
 from streamsend.uploader.settings import UploaderSettings
 from streamsend.uploader.state import decode_state
+from streamsend.uploader.state_topic import StateTopic
 
 
 class FakePool:
