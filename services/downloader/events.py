@@ -7,6 +7,7 @@ Created by the app when ``events_topic`` is set; the Receiver hands it the files
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -77,7 +78,7 @@ class ArrivalEvents:
         for key, value in failed:
             self._metrics.event_failures.inc()
             await retry_forever(
-                lambda key=key, value=value: producer.send_and_wait(self._topic, value=value, key=key),  # type: ignore[misc]
+                functools.partial(producer.send_and_wait, self._topic, value=value, key=key),
                 outage=self._outage,
                 is_transient=is_transient,
                 backoff_max_s=self._settings.retry_backoff_max,

@@ -29,7 +29,7 @@ from streamsend.downloader.uploads import Upload, UploadKey
 from streamsend.shared import logs
 from streamsend.shared.errors import ConflictError
 from streamsend.shared.metrics import DownloaderMetrics
-from streamsend.shared.protocol import ChunkHeader
+from streamsend.shared.protocol import ChunkHeader, FileDigest
 from streamsend.shared.seal import Opener, Verdict
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,13 @@ class Receiver:
             self._metrics.chunks_duplicate.inc()
             return None
         if uploads.was_published(key):
-            log.info("%s: upload %s was published before a restart: not again", _shown(header), header.upload_id)
-            uploads.finish(key)
             self._metrics.chunks_duplicate.inc()
+            if header.is_final:  # known as published until commits pass this, its last record
+                log.info("%s: upload %s was published before a restart: not again", _shown(header), header.upload_id)
+                uploads.finish(key)
+                if header.digest is not None and self._on_settled is not None:
+                    # Its arrival event may never have been acknowledged: told again (at least once).
+                    self._settled.append(self._published_before(key, header, header.digest, record))
             return None
         first_offset = uploads.take_dropped(key)
         if first_offset is not None and record.offset > first_offset:
@@ -171,6 +175,20 @@ class Receiver:
         if build.assembly.complete:
             await self._finish(build, record)
         return None
+
+    def _published_before(self, key: UploadKey, header: ChunkHeader, digest: FileDigest, record: Record) -> Assembled:
+        return Assembled(
+            key=key,
+            file=FileDescription.of(header),
+            staging=Staging(self._store.staging_dir / key.name),
+            sha256=digest.sha256,
+            expected=digest,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            published=True,
+            outcome="published",
+        )
 
     async def _whole(
         self,

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from streamsend.downloader.admission import Record
-from streamsend.downloader.completion import Completion
+from streamsend.downloader.completion import Assembled, Completion
 from streamsend.downloader.pipeline import NeedSpace, Receiver, Rewind
 from streamsend.downloader.publisher import Publisher
 from streamsend.downloader.store import Store
@@ -30,7 +31,13 @@ DATA = os.urandom(10_000)
 
 
 class Harness:
-    def __init__(self, root: Path, opener: Opener | None = None, **options: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        opener: Opener | None = None,
+        on_settled: Callable[[list[Assembled]], Awaitable[None]] | None = None,
+        **options: float,
+    ) -> None:
         self.root = root
         self.registry = CollectorRegistry()
         self.metrics = DownloaderMetrics(self.registry)
@@ -45,6 +52,7 @@ class Harness:
             min_free_bytes=int(options.get("min_free_bytes", 0)),
             opener=opener,
             clock=self.clock,
+            on_settled=on_settled,
         )
         self.offset = 0
 
@@ -339,3 +347,30 @@ async def test_a_refused_upload_is_reported_once_and_holds_no_commit_back(tmp_pa
     assert harness.metric("streamsend_downloader_records_rejected_total", reason="refused") == 3
     assert harness.receiver.committable(0) == harness.offset
     assert not (tmp_path / "edge-9").exists()
+
+
+async def test_every_settled_file_is_told_once_and_again_after_a_restart_before_the_commit(tmp_path: Path) -> None:
+    """Arrival events are at least once: a downloader that died after publishing a file, before committing its
+    offsets, reads the file's records again, publishes nothing, and tells of it again with the same upload."""
+    told: list[Assembled] = []
+
+    async def tell(settled: list[Assembled]) -> None:
+        told.extend(settled)
+
+    chunks = chunks_of(DATA, 4096, path="policy.pdf")
+    bad = chunks_of(b"y" * 100, 4096, path="bad.bin", digest=FileDigest("0" * 64, "0" * 32))
+    first = Harness(tmp_path, on_settled=tell)
+    await first.store.open()
+    await first.feed(chunks + bad)
+    assert [(t.file.path, t.outcome) for t in told] == [("policy.pdf", "published"), ("bad.bin", "quarantined")]
+    assert told[0].first_offset == 0 and told[0].offset == len(chunks) - 1
+    told.clear()
+    again = Harness(tmp_path, on_settled=tell)  # the restart: nothing was committed
+    await again.store.open()
+    await again.feed(chunks + bad)
+    assert [(t.file.path, t.outcome, t.file.upload_id) for t in told] == [
+        ("policy.pdf", "published", chunks[0].header.upload_id),
+        ("bad.bin", "quarantined", bad[0].header.upload_id),
+    ]
+    assert again.metric("streamsend_downloader_files_verified_total") == 0  # not published twice
+    assert again.published("policy.pdf").read_bytes() == DATA
