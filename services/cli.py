@@ -1,4 +1,4 @@
-"""The ``streamsend`` command: ``uploader``, ``downloader``, ``demo`` and ``status``."""
+"""The ``streamsend`` command: ``uploader``, ``downloader``, ``send``, ``demo``, ``status`` and ``keygen``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ Streamsend {__version__}: stream files of any size through a Kafka topic, verifi
 commands:
   uploader     watch a folder tree and stream every static file to the topic
   downloader   rebuild files from the topic into a mirrored, verified tree
+  send         send files once and exit (the uploader's settings), printing a receipt for each
   demo         run an embedded broker, an uploader and a downloader on a generated sample tree
   status       show what a running uploader or downloader is moving (its metrics port's /status)
   keygen       write key pairs for sealed files: a downloader's (X25519) and an uploader's (Ed25519)
@@ -29,6 +30,12 @@ def _uploader(argv: Sequence[str]) -> int:
 
 def _downloader(argv: Sequence[str]) -> int:
     from streamsend.downloader.app import main
+
+    return main(argv)
+
+
+def _send(argv: Sequence[str]) -> int:
+    from streamsend.send import main
 
     return main(argv)
 
@@ -54,6 +61,7 @@ def _keygen(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "uploader": _uploader,
     "downloader": _downloader,
+    "send": _send,
     "demo": _demo,
     "status": _status,
     "keygen": _keygen,

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
@@ -209,7 +209,20 @@ S = TypeVar("S", bound=CommonSettings)
 
 def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
     """Build settings from flags, environment and ``--config``; SettingsError names what is wrong."""
-    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    return load_settings_and_arguments(cls, argv, prog)[0]
+
+
+def load_settings_and_arguments(
+    cls: type[S],
+    argv: Sequence[str],
+    prog: str,
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+    description: str | None = None,
+) -> tuple[S, dict[str, Any]]:
+    """``load_settings`` for a command with ``arguments`` of its own besides the settings: their values too."""
+    parser = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__)
+    arguments(parser)
+    own = {action.dest for action in parser._actions if action.dest != "help"}
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file of settings (flags > environment > file)"
     )
@@ -224,12 +237,15 @@ def load_settings(cls: type[S], argv: Sequence[str], prog: str) -> S:
     _readable_help(parser, cls)
     namespace = parser.parse_args(list(argv))  # usage errors exit 2 with argparse's message
     config_file: Path | None = namespace.config
+    extra = {name: getattr(namespace, name) for name in own}
+    for name in own:
+        delattr(namespace, name)
     del namespace.config, namespace.check  # --check is the app's to act on
     if config_file is not None and not config_file.is_file():
         raise SettingsError(f"invalid setting config: file not found: {config_file}")
     token = _config_file.set(config_file)
     try:
-        return cls(_cli_settings_source=cli(parsed_args=namespace))
+        return cls(_cli_settings_source=cli(parsed_args=namespace)), extra
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
     except tomllib.TOMLDecodeError as exc:

@@ -34,7 +34,7 @@ async def run(settings: UploaderSettings) -> int:
         async with check.admin(settings, "uploader") as admin:
             topic = await check.topic(found, admin, settings.topic, settings.topic_partitions)
             if topic is not None:
-                from streamsend.uploader.app import chunk_size  # the daemon's own choice, with its errors
+                from streamsend.uploader.sending import chunk_size  # the daemon's own choice, with its errors
 
                 try:
                     overhead = sealer.overhead_bytes if sealer is not None else 0

@@ -36,7 +36,7 @@ def _staged(target: Path) -> list[Path]:
     return [p for p in staging.rglob("*") if p.is_file() and p.name != ".lock"] if staging.exists() else []
 
 
-async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
+async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_completes_it(
     broker: Broker, topics: TopicFactory, tmp_path: Path
 ) -> None:
     source, target = tmp_path / "in", tmp_path / "out"
@@ -72,7 +72,10 @@ async def test_sigterm_stops_the_uploader_mid_file_and_a_restart_sends_it_whole(
         finally:
             await second.kill()
         assert code == 0
-        assert down.metric("streamsend_downloader_files_failed_total", reason="superseded") == 1
+        # It resumed where the clean stop left it, as the same upload: nothing to supersede.
+        assert "big.bin: resuming at chunk" in second.log()
+        assert "it resumes there after a restart" in first.log()
+        assert down.metric("streamsend_downloader_files_failed_total", reason="superseded") == 0
     assert file_sha256(target / "edge-1" / "big.bin") == file_sha256(source / "big.bin")
 
 
