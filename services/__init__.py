@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streamsend.api import Receipt, Uploader
+    from streamsend.api import Event, Receipt, Uploader
     from streamsend.shared.errors import (
         FileChangedError,
         PermanentSendError,
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "Event": "streamsend.api",
     "Receipt": "streamsend.api",
     "Uploader": "streamsend.api",
     "FileChangedError": "streamsend.shared.errors",
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Event",
     "FileChangedError",
     "PermanentSendError",
     "Receipt",

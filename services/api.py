@@ -1,7 +1,9 @@
-"""Streamsend inside a Python application: send files from the application's own asyncio loop.
+"""Streamsend inside a Python application: send files from the application's own asyncio loop, each with an
+event of the application's own if it likes.
 
     async with streamsend.Uploader(bootstrap_servers="kafka:9092", topic="file-chunk-topic") as uploader:
-        receipt = await uploader.send("out/policy.pdf", name="policies/4711.pdf")
+        event = streamsend.Event("policy-events", b'{"type": "updateEvent", "policy": 4711}', key=b"4711")
+        receipt = await uploader.send("out/policy.pdf", name="policies/4711.pdf", event=event)
         print(receipt.upload_id, receipt.sha256)
 
 An ``Uploader`` is started once and used many times, by any number of tasks at once (``max_concurrent_files`` at
@@ -27,13 +29,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from streamsend.shared.errors import FileChangedError
+from streamsend.shared.faults import is_transient
 from streamsend.shared.metrics import UploaderMetrics
 from streamsend.shared.paths import to_wire_path, validate_wire_path
 from streamsend.shared.protocol import chunk_count
+from streamsend.shared.retry import retry_forever
+from streamsend.uploader.files import OwnRecord as Event
 from streamsend.uploader.files import ReadyFile, SentFile, state_of
 from streamsend.uploader.planner import partition_for
 from streamsend.uploader.sending import Sending, sending
 from streamsend.uploader.settings import UploaderSettings
+
+__all__ = ["Event", "Receipt", "Uploader"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +79,16 @@ class Uploader:
         self.settings = settings
         self.registry = CollectorRegistry()
         self._metrics = UploaderMetrics(self.registry, settings.status_history)
+        self._outage = self._metrics.kafka_outage(settings.bootstrap_servers)
         self._stop = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._sending: Sending | None = None
         self._lanes: asyncio.Queue[int] = asyncio.Queue()
 
     async def __aenter__(self) -> Uploader:
-        outage = self._metrics.kafka_outage(self.settings.bootstrap_servers)
         try:
             self._sending = await self._stack.enter_async_context(
-                sending(self.settings, self._metrics, outage, self._stop, self.settings.sealer())
+                sending(self.settings, self._metrics, self._outage, self._stop, self.settings.sealer())
             )
         except BaseException:
             await self._stack.aclose()
@@ -97,9 +104,14 @@ class Uploader:
         self._sending = None
         await self._stack.aclose()
 
-    async def send(self, path: str | os.PathLike[str], name: str | None = None) -> Receipt:
+    async def send(
+        self, path: str | os.PathLike[str], name: str | None = None, *, event: Event | None = None
+    ) -> Receipt:
         """Send one file; ``name``: its path at the target (a relative path with ``/``), by default its own name.
-        Returns once every chunk is acknowledged."""
+        Returns once every chunk is acknowledged. ``event``: the application's own record to go with the file:
+        where the broker has transactions (``transactional``), in the transaction of the file's last chunk, so
+        that a read_committed consumer never sees it without the whole file; otherwise produced once every
+        chunk is acknowledged. Either way never before the file."""
         running = self._sending
         if running is None:
             raise RuntimeError("the Uploader is not started: use it in `async with`")
@@ -111,7 +123,7 @@ class Uploader:
             raise FileChangedError(f"{source}: no such file") from None
         if not stat.S_ISREG(st.st_mode):
             raise FileChangedError(f"{source}: not a regular file")
-        ready = ReadyFile(source, wire_path, state_of(st))
+        ready = ReadyFile(source, wire_path, state_of(st), events=() if event is None else (event,))
         lane = await self._lanes.get()
         try:
             sender = running.sender
@@ -125,6 +137,8 @@ class Uploader:
         finally:
             self._lanes.put_nowait(lane)
         await self._remember(running, sent)
+        if event is not None and running.transactions is None:
+            await self._produce(running, event)
         self._metrics.files_sent.inc()
         return Receipt(
             source=source, path=sent.path, uploader=self.settings.uploader_name, size=sent.size,
@@ -133,6 +147,14 @@ class Uploader:
                                                                running.topic.partitions),
             chunks=chunk_count(sent.size, running.choice.chunk_size),
         )  # fmt: skip
+
+    async def _produce(self, running: Sending, event: Event) -> None:
+        async def attempt() -> None:
+            await (await running.pool.send(event.topic, event.key, event.value, None))
+
+        await retry_forever(
+            attempt, outage=self._outage, is_transient=is_transient, backoff_max_s=self.settings.retry_backoff_max
+        )
 
     async def _remember(self, running: Sending, sent: SentFile) -> None:
         """The state record, as the daemon writes it (in a transaction it is written with the last chunk)."""

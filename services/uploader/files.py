@@ -29,6 +29,17 @@ class ReadyFile:
     wire_path: str
     state: FileState
     sent_before: bool = False  # sent already as it is: only after_upload is left to do
+    events: tuple[OwnRecord, ...] = ()  # an application's records that go with the file (streamsend.api)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnRecord:
+    """A record of the application's own (its event) to produce with a file: in the transaction of the file's last
+    chunk where there are transactions, after the file's last acknowledgement otherwise."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,9 +233,9 @@ class ProducerPool:
     async def send(
         self,
         topic: str,
-        key: bytes,
+        key: bytes | None,
         value: bytes | None,
-        partition: int,
+        partition: int | None,
         lane: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         spread: bool = False,

@@ -181,7 +181,8 @@ class FileSender:
         now = time.time()
         sent = [dataclasses.replace(o, sent_at=now) if isinstance(o, SentFile) else o for o in outcomes]
         if transactions is not None:
-            await transactions.finish(lane, [outcome for outcome in sent if isinstance(outcome, SentFile)])
+            events = [e for ready, o in zip(group, sent, strict=True) if isinstance(o, SentFile) for e in ready.events]
+            await transactions.finish(lane, [outcome for outcome in sent if isinstance(outcome, SentFile)], events)
         for outcome in sent:
             if isinstance(outcome, SentFile):
                 self._view.completed(outcome.upload_id, outcome.path, outcome.size, outcome.sha256)
@@ -344,7 +345,7 @@ class FileSender:
             sent_at=time.time(),
         )
         if transactions is not None:
-            await transactions.finish(lane, [sent])
+            await transactions.finish(lane, [sent], ready.events)
         log.info(
             "%s: Successfully processed. sha256 %s md5 %s", name, digest.sha256, digest.md5,
             extra={**about, **logs.fields(chunks=count, bytes=size)},

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 import aiokafka.errors as kafka_errors
 
 from streamsend.shared.errors import TransactionFault
 from streamsend.shared.retry import Backoff, Outage, describe
-from streamsend.uploader.files import SentFile
+from streamsend.uploader.files import OwnRecord, SentFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +36,7 @@ class TransactionalSink(Protocol):
     async def abort(self, lane: int) -> None: ...
 
     async def send(
-        self, topic: str, key: bytes, value: bytes | None, partition: int, lane: int | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, lane: int | None = None
     ) -> Awaitable[object]: ...
 
 
@@ -74,10 +74,13 @@ class FileTransactions:
         await self._sink.commit(lane)
         await self._sink.begin(lane)
 
-    async def finish(self, lane: int, sents: list[SentFile]) -> None:
-        """Add the state records of files whose chunks are all acknowledged, and commit."""
+    async def finish(self, lane: int, sents: list[SentFile], events: Sequence[OwnRecord] = ()) -> None:
+        """Add the state records of files whose chunks are all acknowledged, and the application's ``events``
+        that go with them, and commit: a read_committed consumer sees an event only with its whole file."""
         for topic, key, value, partition in self._state.records(sents):
             await self._sink.send(topic, key, value, partition, lane)
+        for event in events:
+            await self._sink.send(event.topic, event.key, event.value, None, lane)
         await self._sink.commit(lane)
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]], lane: int, name: str) -> T:

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+import aiokafka.errors as aiokafka_errors
 import pytest
 
 import streamsend
@@ -17,7 +18,7 @@ from streamsend.demo.far import far_broker
 from streamsend.demo.relay import Link
 from tests.support.brokers import Broker
 from tests.support.daemons import downloader
-from tests.support.kafka import TopicFactory
+from tests.support.kafka import TopicFactory, chunks_on_topic, records
 from tests.support.processes import daemon_env
 from tests.support.waiting import wait_until
 
@@ -30,7 +31,9 @@ async def test_an_application_sends_files_and_gets_receipts(broker: Broker, tmp_
     files = {"policy.pdf": os.urandom(5 * CHUNK + 17), "event.json": b'{"type": "updateEvent"}'}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    topic = await TopicFactory(broker.bootstrap).create()
+    factory = TopicFactory(broker.bootstrap)
+    topic, events = await factory.create(), await factory.create(partitions=1)
+    update = streamsend.Event(events, b'{"type": "updateEvent"}', key=b"4711")
     async with (
         downloader(broker.bootstrap, topic, target) as down,
         streamsend.Uploader(
@@ -39,7 +42,7 @@ async def test_an_application_sends_files_and_gets_receipts(broker: Broker, tmp_
         ) as uploader,
     ):  # fmt: skip
         receipts = await asyncio.gather(
-            uploader.send(tmp_path / "policy.pdf", name="policies/4711/policy.pdf"),
+            uploader.send(tmp_path / "policy.pdf", name="policies/4711/policy.pdf", event=update),
             uploader.send(tmp_path / "event.json"),
         )
         await wait_until(lambda: down.metric("streamsend_downloader_files_verified_total") == 2, 60, "both files")
@@ -48,6 +51,8 @@ async def test_an_application_sends_files_and_gets_receipts(broker: Broker, tmp_
         with pytest.raises(streamsend.UnsafePathError):
             await uploader.send(tmp_path / "event.json", name="../outside.json")
     policy, event = receipts
+    sent = await records(broker.bootstrap, events)  # without transactions: produced once the file was acknowledged
+    assert [(r.key, r.value) for r in sent] == [(update.key, update.value)]
     assert (policy.path, policy.chunks, policy.topic) == ("policies/4711/policy.pdf", 6, topic)
     assert event.path == "event.json" and event.chunks == 1
     for receipt, data in ((policy, files["policy.pdf"]), (event, files["event.json"])):
@@ -102,3 +107,38 @@ async def test_a_file_truncated_while_sent_fails_the_command(tmp_path: Path) -> 
             cut.truncate(1024)
         code, out, err = await sending
     assert code == 1 and "big.bin: not sent" in err and not out
+
+
+@pytest.mark.kafka
+async def test_an_event_in_the_files_transaction_is_seen_only_with_the_whole_file(
+    kafka: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit fails (a fault injected into the producer pool): the transaction, its chunks and its
+    event are aborted, the file is sent again, and a read_committed reader sees one event and one whole upload."""
+    (tmp_path / "policy.pdf").write_bytes(os.urandom(4 * CHUNK + 5))
+    factory = TopicFactory(kafka.bootstrap)
+    topic, events = await factory.create(), await factory.create(partitions=1)
+    event = streamsend.Event(events, b'{"type": "updateEvent", "policy": 4711}', key=b"4711")
+    async with streamsend.Uploader(
+        bootstrap_servers=kafka.bootstrap, topic=topic, state_topic=f"{topic}-state", chunk_size=CHUNK,
+        transactional="on", retry_backoff_max=0.5,
+    ) as uploader:  # fmt: skip
+        pool = uploader._sending.pool if uploader._sending is not None else None
+        assert pool is not None
+        commit, failures = pool.commit, list[int]()
+
+        async def fails_once(lane: int) -> None:
+            if not failures:
+                failures.append(lane)
+                raise aiokafka_errors.KafkaConnectionError("injected: the broker went away before the commit")
+            await commit(lane)
+
+        monkeypatch.setattr(pool, "commit", fails_once)
+        receipt = await uploader.send(tmp_path / "policy.pdf", name="policies/4711.pdf", event=event)
+    assert failures  # the fault did happen
+    committed = await records(kafka.bootstrap, events, committed_only=True)
+    assert [r.value for r in committed] == [event.value] and committed[0].key == b"4711"
+    assert len(await records(kafka.bootstrap, events)) == 2  # the aborted one is there, for read_uncommitted
+    chunks = await chunks_on_topic(kafka.bootstrap, topic, committed_only=True)
+    assert {c.upload_id for c in chunks} == {receipt.upload_id}
+    assert sorted(c.index for c in chunks) == list(range(5))
