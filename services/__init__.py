@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from streamsend.api import Event, Receipt, Uploader
+    from streamsend.arrivals import Arrival, Arrivals
     from streamsend.shared.errors import (
         FileChangedError,
         PermanentSendError,
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "Arrival": "streamsend.arrivals",
+    "Arrivals": "streamsend.arrivals",
     "Event": "streamsend.api",
     "Receipt": "streamsend.api",
     "Uploader": "streamsend.api",
@@ -42,6 +45,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Arrival",
+    "Arrivals",
     "Event",
     "FileChangedError",
     "PermanentSendError",

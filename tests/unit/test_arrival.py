@@ -68,3 +68,16 @@ def test_an_event_missing_a_field_fails_the_schema() -> None:
     del event["sha256"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(event, schema())
+
+
+def test_a_reader_parses_an_event_and_skips_what_is_not_one() -> None:
+    from streamsend.arrivals import Arrival
+
+    event = arrival_event(_item("published"), "mirror", "host-1", now=0.0)
+    arrival = Arrival.parse(encode_event(event))
+    assert arrival is not None and arrival.arrived and arrival.output_path == "edge-1/policies/policy.pdf"
+    assert arrival.upload_id == "ab" * 16 and arrival.metadata == {} and arrival.event == event
+    for value in (None, b"", b"{", b"[]", b'{"v": 2}', json.dumps({**event, "size": "big"}).encode()):
+        assert Arrival.parse(value) is None
+    refused = Arrival.parse(encode_event(arrival_event(_item("refused", "older"), "m", "h", now=0.0)))
+    assert refused is not None and not refused.arrived and refused.reason == "older"
