@@ -76,9 +76,10 @@ class ConsumeLoop:
         self._outage = outage
         self._consumer: Any = None
         self._lock = asyncio.Lock()  # batch handling and rebalance callbacks take turns
-        self._rebalances = 0  # rebalance callbacks run so far: a batch polled before one is not handled
+        self._rebalances = 0  # revocations so far: a batch polled before one is not handled
         self._committed: dict[Any, int] = {}
         self._next: dict[Any, int] = {}
+        self._lowest: dict[Any, int] = {}  # the lowest offset polled of each partition: where nothing is committed
         self._waiting: NeedSpace | None = None
         self._fetch = FetchSize(int(settings.max_fetch_bytes), max_wait_s=settings.session_timeout / 4)
         self._commits = StallWatch(after_s=STUCK_AFTER_TIMEOUTS * settings.request_timeout)
@@ -163,6 +164,7 @@ class ConsumeLoop:
         """The next consumer starts from the committed offsets, unpaused: whatever does not fit pauses it again."""
         self._committed.clear()
         self._next.clear()
+        self._lowest.clear()
         self._commits.reset()
         self._polls.reset()
         if self._waiting is not None:
@@ -180,6 +182,9 @@ class ConsumeLoop:
             batch = await self._poll(consumer)
             if batch is None:
                 return True
+            for tp, records in batch.items():
+                if records and (tp not in self._lowest or records[0].offset < self._lowest[tp]):
+                    self._lowest[tp] = records[0].offset
             async with self._lock:
                 if batch and rebalances != self._rebalances:
                     if not await self._read_again(batch):
@@ -258,10 +263,12 @@ class ConsumeLoop:
                 log.warning("Committed offset of partition %d not read (%s): the consumer is replaced",
                             tp.partition, describe(exc))  # fmt: skip
                 return False
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
+            if committed is not None:
                 consumer.seek(tp, committed)
+            elif tp in self._lowest:  # nothing committed: from the first record polled (no offset lookup)
+                consumer.seek(tp, self._lowest[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
             self._next.pop(tp, None)
         log.info(
             "Records fetched before a rebalance set aside: partitions %s read again from their committed offsets",
@@ -351,9 +358,9 @@ class ConsumeLoop:
 
     async def revoked(self, revoked: set[Any]) -> None:
         async with self._lock:
-            self._rebalances += 1
             if not revoked:
-                return
+                return  # the first join: nothing held, nothing polled before it is stale
+            self._rebalances += 1
             await self._receiver.flush()
             await self._commit(revoked)
             await self._receiver.release([tp.partition for tp in revoked], "partition revoked")
@@ -368,7 +375,6 @@ class ConsumeLoop:
         log.info("Partitions revoked: %s", _names(revoked))
 
     async def assigned(self, assigned: set[Any]) -> None:
-        self._rebalances += 1
         log.info("Partitions assigned: %s", _names(assigned) or "none")
         self._joined.set()
         if self._waiting is not None and assigned:
