@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="size each file to take about this long")
     parser.add_argument("--brokers", default="tansu,kafka", help="comma-separated: tansu, kafka")
     parser.add_argument("--parts", default="large,small", help="comma-separated: large, small")
+    parser.add_argument(
+        "--links", default="", help="comma-separated round trips in ms to measure (default: all four links)"
+    )
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -173,7 +176,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="streamsend-wan-", dir="/var/tmp") as root:
         rows, small = [], []
         for kind in args.brokers.split(","):
-            for link in LINKS if "large" in parts else []:
+            chosen = [link for link in LINKS if not args.links or f"{link.rtt_s * 1000:g}" in args.links.split(",")]
+            for link in chosen if "large" in parts else []:
                 rows.append(measure(kind, link, args.seconds, Path(root)))
                 print(rows[-1].line(), flush=True)
             if "small" in parts:
