@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,32 +95,39 @@ async def keys(bootstrap: str, topic: str, timeout_s: float = 30) -> list[bytes 
     return [record.key for record in await records(bootstrap, topic, timeout_s)]
 
 
-async def records(bootstrap: str, topic: str, timeout_s: float = 30, committed_only: bool = False) -> list[Any]:
+async def _to_the_end(
+    bootstrap: str, topic: str, timeout_s: float, committed_only: bool, **options: Any
+) -> AsyncIterator[Any]:
     """Every record in the topic now, read from the start of each partition to its high watermark (the end
-    offsets some brokers report are wrong); ``committed_only``: as a read_committed consumer sees them."""
+    offsets some brokers report are wrong), or to its last stable offset with ``committed_only``, as a
+    read_committed consumer sees them."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        isolation_level="read_committed" if committed_only else "read_uncommitted", **options,
     )  # fmt: skip
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
         consumer.assign(partitions)
-        found: list[Any] = []
         remaining = set(partitions)
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
             for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
-                found.extend(batch)
+                for record in batch:
+                    yield record
             for tp in list(remaining):
                 end = consumer.last_stable_offset(tp) if committed_only else consumer.highwater(tp)
                 if end is not None and await consumer.position(tp) >= end:
                     remaining.discard(tp)
         if remaining:
             raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")
-        return found
     finally:
         await consumer.stop()
+
+
+async def records(bootstrap: str, topic: str, timeout_s: float = 30, committed_only: bool = False) -> list[Any]:
+    """Every record in the topic now (``_to_the_end``)."""
+    return [record async for record in _to_the_end(bootstrap, topic, timeout_s, committed_only)]
 
 
 @dataclass(frozen=True)
@@ -136,33 +144,14 @@ class ChunkSeen:
 async def chunks_on_topic(
     bootstrap: str, topic: str, timeout_s: float = 120, committed_only: bool = False
 ) -> list[ChunkSeen]:
-    """Every chunk record on the topic, read to the end of each partition, without keeping their values: what was
-    produced, as the broker holds it (for a gigabyte, not the test's memory); ``committed_only``: as a
-    read_committed consumer sees them."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-        isolation_level="read_committed" if committed_only else "read_uncommitted",
-    )  # fmt: skip
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(await partition_count(bootstrap, topic))]
-        consumer.assign(partitions)
-        found: list[ChunkSeen] = []
-        remaining = set(partitions)
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(*remaining, timeout_ms=500)).values():
-                for record in batch:
-                    header = decode(record.headers, record.value)
-                    found.append(ChunkSeen(record.partition, record.offset, record.timestamp, header.path,
-                                           header.upload_id, header.index, len(record.value or b"")))  # fmt: skip
-            for tp in list(remaining):
-                end = consumer.last_stable_offset(tp) if committed_only else consumer.highwater(tp)
-                if end is not None and await consumer.position(tp) >= end:
-                    remaining.discard(tp)
-        if remaining:
-            raise AssertionError(f"{topic}: could not read to the end of partitions {sorted(remaining)}")
-        return found
-    finally:
-        await consumer.stop()
+    """Every chunk record on the topic (``_to_the_end``), without keeping their values: what was produced, as the
+    broker holds it (for a gigabyte, not the test's memory)."""
+    found: list[ChunkSeen] = []
+    big = 16 * 1024 * 1024
+    async for record in _to_the_end(
+        bootstrap, topic, timeout_s, committed_only, fetch_max_bytes=big, max_partition_fetch_bytes=big
+    ):
+        header = decode(record.headers, record.value)
+        found.append(ChunkSeen(record.partition, record.offset, record.timestamp, header.path, header.upload_id,
+                               header.index, len(record.value or b"")))  # fmt: skip
+    return found
